@@ -1,0 +1,120 @@
+"""Writes for accounts: teams, memberships and API tokens."""
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.accounts.models import ApiToken, Membership, Team, User, token_generate
+from apps.accounts.roles import TOKEN_ADMINS, Role, Scope
+from apps.accounts.selectors import user_has_role
+from apps.audit.services import audit_event_record
+from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+
+
+@transaction.atomic
+def team_create(*, actor: User | None, slug: str, name: str) -> Team:
+    try:
+        with transaction.atomic():
+            team = Team.objects.create(slug=slug, name=name)
+    except IntegrityError:
+        raise Conflict(f"A team {slug!r} already exists.", code="team_exists") from None
+    audit_event_record(
+        actor=actor,
+        action="accounts.team_created",
+        target=team,
+        team=team,
+        changes={"slug": slug, "name": name},
+    )
+    return team
+
+
+@transaction.atomic
+def membership_grant(*, actor: User | None, user: User, team: Team, role: str) -> Membership:
+    if role not in Role.values:
+        raise Unprocessable(f"Unknown role {role!r}.", code="invalid_role")
+    if actor is not None and not user_has_role(actor, team.pk, TOKEN_ADMINS):
+        raise PermissionDenied("Only the team's administrators can grant roles.")
+    membership, created = Membership.objects.get_or_create(user=user, team=team, role=role)
+    if created:
+        audit_event_record(
+            actor=actor,
+            action="accounts.membership_granted",
+            target=membership,
+            team=team,
+            changes={"user": user.username, "role": role},
+        )
+    return membership
+
+
+def _check_scopes(scopes: list[str]) -> list[str]:
+    clean = sorted(set(scopes))
+    unknown = [s for s in clean if s not in Scope.values]
+    if not clean:
+        raise Unprocessable("Give the token at least one scope.", code="invalid_scopes")
+    if unknown:
+        raise Unprocessable(
+            f"Unknown scope: {', '.join(unknown)}.",
+            code="invalid_scopes",
+            details={"unknown": unknown, "known": list(Scope.values)},
+        )
+    return clean
+
+
+@transaction.atomic
+def token_create(
+    *, actor: User, user: User, team: Team, name: str, scopes: list[str], expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for `user` in `team`. Returns the row and the plaintext, which is never stored."""
+    if actor.pk != user.pk and not user_has_role(actor, team.pk, TOKEN_ADMINS):
+        raise PermissionDenied("Only the team's administrators can create tokens for someone else.")
+    if not Membership.objects.filter(user=user, team=team).exists():
+        raise Unprocessable(f"{user.username} is not a member of {team.slug}.", code="not_a_member")
+    if not name.strip() or len(name) > 100:
+        raise Unprocessable("Name the token (at most 100 characters).", code="invalid_name")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise Unprocessable("The expiry must be in the future.", code="invalid_expiry")
+    clean = _check_scopes(scopes)
+    plaintext, key, hashed = token_generate()
+    token = ApiToken.objects.create(
+        user=user,
+        team=team,
+        name=name.strip(),
+        key=key,
+        token_hash=hashed,
+        scopes=clean,
+        expires_at=expires_at,
+        created_by=actor,
+    )
+    audit_event_record(
+        actor=actor,
+        action="accounts.token_created",
+        target=token,
+        team=team,
+        changes={
+            "user": user.username,
+            "name": token.name,
+            "scopes": clean,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return token, plaintext
+
+
+@transaction.atomic
+def token_revoke(*, actor: User, token_id: int) -> ApiToken:
+    token = ApiToken.objects.select_for_update().select_related("team", "user").filter(pk=token_id).first()
+    if token is None or (token.user_id != actor.pk and not user_has_role(actor, token.team_id, TOKEN_ADMINS)):
+        raise NotFound("No such token.")
+    if token.revoked_at is not None:
+        raise Conflict("This token is already revoked.", code="already_revoked")
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at", "updated_at"])
+    audit_event_record(
+        actor=actor,
+        action="accounts.token_revoked",
+        target=token,
+        team=token.team,
+        changes={"user": token.user.username, "name": token.name},
+    )
+    return token

@@ -1,0 +1,31 @@
+"""What happens to a subject when its request closes. Each app registers its subject kinds."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+
+
+@dataclass(frozen=True)
+class SubjectHandler:
+    model: type[models.Model]
+    on_approved: Callable[..., None]
+    on_rejected: Callable[..., None]
+    on_changes_requested: Callable[..., None]
+    on_withdrawn: Callable[..., None]
+    url: Callable[[Any], str] | None = None
+
+
+_handlers: dict[str, SubjectHandler] = {}
+
+
+def subject_kind_register(kind: str, handler: SubjectHandler) -> None:
+    _handlers[kind] = handler
+
+
+def subject_handler(kind: str) -> SubjectHandler:
+    try:
+        return _handlers[kind]
+    except KeyError:
+        raise LookupError(f"No handler registered for subject kind {kind!r}") from None

@@ -1,0 +1,38 @@
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from apps.accounts.models import User
+from apps.accounts.roles import CATALOG_READERS
+from apps.accounts.selectors import user_team_ids, user_team_roles
+from apps.workflows.models import ApprovalDecision, ApprovalRequest, RequestStatus
+
+
+def approval_request_list(
+    *, user: User, status: str | None = None, team_id: int | None = None
+) -> QuerySet[ApprovalRequest]:
+    qs = ApprovalRequest.objects.filter(team_id__in=user_team_ids(user, CATALOG_READERS)).select_related(
+        "team", "requested_by", "content_type"
+    )
+    if status:
+        qs = qs.filter(status=status)
+    if team_id is not None:
+        qs = qs.filter(team_id=team_id)
+    return qs.order_by("-created_at", "-id")
+
+
+def review_queue(*, user: User) -> QuerySet[ApprovalRequest]:
+    """Open requests this user can decide now: in a team where they hold the approver role, not their
+    own, not already decided by them."""
+    can_approve = Q(pk__in=[])
+    for team_id, roles in user_team_roles(user).items():
+        can_approve |= Q(team_id=team_id, approver_role__in=roles)
+    return (
+        ApprovalRequest.objects.filter(can_approve, status=RequestStatus.OPEN)
+        .exclude(requested_by=user)
+        .exclude(Exists(ApprovalDecision.objects.filter(request=OuterRef("pk"), reviewer=user)))
+        .select_related("team", "requested_by")
+        .order_by("created_at", "id")
+    )
+
+
+def approval_request_get(*, user: User, request_id: int) -> ApprovalRequest | None:
+    return approval_request_list(user=user).filter(pk=request_id).first()

@@ -1,0 +1,206 @@
+"""The approval engine. Four eyes: the requester never counts as an approver, whatever roles they hold."""
+
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.core.mail import send_mail
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.accounts.models import Team, User
+from apps.accounts.roles import CATALOG_READERS as _VISIBLE_ROLES
+from apps.accounts.selectors import user_has_role
+from apps.audit.services import audit_event_record
+from apps.common.exceptions import Conflict, NotFound, PermissionDenied
+from apps.workflows.models import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    ApprovalRequest,
+    Decision,
+    RequestStatus,
+)
+from apps.workflows.registry import subject_handler
+
+
+def approval_policy_for(*, subject_kind: str, team: Team) -> ApprovalPolicy:
+    """The team's policy, else the global one, else the default (one approval by governance)."""
+    policy = (
+        ApprovalPolicy.objects.filter(Q(team=team) | Q(team__isnull=True), subject_kind=subject_kind)
+        .order_by(models.F("team").asc(nulls_last=True))
+        .first()
+    )
+    return policy or ApprovalPolicy(subject_kind=subject_kind, team=team)
+
+
+def approval_request_open(
+    *, subject: models.Model, subject_kind: str, team: Team, requested_by: User, summary: str
+) -> ApprovalRequest:
+    """Open the one request for this subject. Call inside the subject service's transaction."""
+    policy = approval_policy_for(subject_kind=subject_kind, team=team)
+    try:
+        with transaction.atomic():
+            request = ApprovalRequest.objects.create(
+                team=team,
+                subject_kind=subject_kind,
+                content_type=ContentType.objects.get_for_model(subject),
+                object_id=subject.pk,
+                requested_by=requested_by,
+                approvals_required=policy.approvals_required,
+                approver_role=policy.approver_role,
+                summary=summary[:300],
+            )
+    except IntegrityError:
+        raise Conflict(
+            "This change already has an open approval request.", code="request_already_open"
+        ) from None
+    audit_event_record(
+        actor=requested_by,
+        action="workflows.request_opened",
+        target=request,
+        team=team,
+        changes={
+            "subject_kind": subject_kind,
+            "subject_id": subject.pk,
+            "approvals_required": policy.approvals_required,
+            "approver_role": policy.approver_role,
+        },
+    )
+    return request
+
+
+def approval_request_can_decide(*, request: ApprovalRequest, user: User) -> tuple[bool, str]:
+    """Whether this user may decide this request now, and if not, the reason (shown in the UI and API)."""
+    if request.status != RequestStatus.OPEN:
+        return False, f"This request is already {request.get_status_display().lower()}."
+    if request.requested_by_id == user.pk:
+        return False, "You requested this change: someone else must review it (four eyes)."
+    if not user_has_role(user, request.team_id, [request.approver_role]):
+        return False, f"Only the {request.get_approver_role_display().lower()} role of this team can decide."
+    if request.decisions.filter(reviewer=user).exists():
+        return False, "You have already decided on this request."
+    return True, ""
+
+
+def _close(request: ApprovalRequest, status: str, actor: User, comment: str) -> None:
+    request.status = status
+    request.closed_at = timezone.now()
+    request.save(update_fields=["status", "closed_at", "updated_at"])
+    audit_event_record(
+        actor=actor,
+        action="workflows.request_closed",
+        target=request,
+        team=request.team,
+        changes={"status": status},
+    )
+    handler = subject_handler(request.subject_kind)
+    subject = handler.model.objects.select_for_update().get(pk=request.object_id)
+    callback = {
+        RequestStatus.APPROVED: handler.on_approved,
+        RequestStatus.REJECTED: handler.on_rejected,
+        RequestStatus.CHANGES_REQUESTED: handler.on_changes_requested,
+        RequestStatus.WITHDRAWN: handler.on_withdrawn,
+    }[RequestStatus(status)]
+    callback(subject=subject, request=request, actor=actor, comment=comment)
+
+
+@transaction.atomic
+def approval_decision_record(
+    *, request_id: int, reviewer: User, decision: str, comment: str = ""
+) -> ApprovalDecision:
+    """Record one reviewer's decision; close the request when it is decided. Concurrent decisions on one
+    request are serialised by the row lock; the second sees the first's outcome."""
+    if decision not in Decision.values:
+        raise Conflict(f"Unknown decision {decision!r}.", code="invalid_decision")
+    request = ApprovalRequest.objects.select_for_update().select_related("team").filter(pk=request_id).first()
+    if request is None or not user_has_role(reviewer, request.team_id, _VISIBLE_ROLES):
+        raise NotFound("No such approval request.")
+    allowed, reason = approval_request_can_decide(request=request, user=reviewer)
+    if not allowed:
+        if request.status != RequestStatus.OPEN:
+            raise Conflict(reason, code="request_closed")
+        code = "self_approval" if request.requested_by_id == reviewer.pk else "not_a_reviewer"
+        if code == "not_a_reviewer" and request.decisions.filter(reviewer=reviewer).exists():
+            raise Conflict(reason, code="already_decided")
+        raise PermissionDenied(reason, code=code)
+    record = ApprovalDecision.objects.create(
+        request=request, reviewer=reviewer, decision=decision, comment=comment
+    )
+    audit_event_record(
+        actor=reviewer,
+        action="workflows.decision_recorded",
+        target=request,
+        team=request.team,
+        changes={"decision": decision, "comment": comment},
+    )
+    if decision == Decision.REJECT:
+        _close(request, RequestStatus.REJECTED, reviewer, comment)
+    elif decision == Decision.REQUEST_CHANGES:
+        _close(request, RequestStatus.CHANGES_REQUESTED, reviewer, comment)
+    elif request.decisions.filter(decision=Decision.APPROVE).count() >= request.approvals_required:
+        _close(request, RequestStatus.APPROVED, reviewer, comment)
+    return record
+
+
+@transaction.atomic
+def approval_request_withdraw(*, request_id: int, actor: User) -> ApprovalRequest:
+    request = ApprovalRequest.objects.select_for_update().select_related("team").filter(pk=request_id).first()
+    if request is None or not user_has_role(actor, request.team_id, _VISIBLE_ROLES):
+        raise NotFound("No such approval request.")
+    if request.requested_by_id != actor.pk:
+        raise PermissionDenied("Only the requester can withdraw a request.", code="not_requester")
+    if request.status != RequestStatus.OPEN:
+        raise Conflict(
+            f"This request is already {request.get_status_display().lower()}.", code="request_closed"
+        )
+    _close(request, RequestStatus.WITHDRAWN, actor, "")
+    return request
+
+
+def approval_subject_request(*, subject: models.Model) -> ApprovalRequest | None:
+    """The latest request about a subject (open or closed)."""
+    return (
+        ApprovalRequest.objects.filter(
+            content_type=ContentType.objects.get_for_model(subject), object_id=subject.pk
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+@transaction.atomic
+def approval_reviewers_notify(*, request_id: int) -> int:
+    """E-mail everyone who can decide the request (not the requester). Sends once per request:
+    a retried task finds the request already notified and sends nothing."""
+    request = (
+        ApprovalRequest.objects.select_for_update()
+        .select_related("team", "requested_by")
+        .filter(pk=request_id)
+        .first()
+    )
+    if request is None or request.reviewers_notified_at is not None or request.status != RequestStatus.OPEN:
+        return 0
+    recipients = sorted(
+        set(
+            User.objects.filter(
+                memberships__team=request.team, memberships__role=request.approver_role, is_active=True
+            )
+            .exclude(pk=request.requested_by_id)
+            .exclude(email="")
+            .values_list("email", flat=True)
+        )
+    )
+    if recipients:
+        link = f"{settings.ATALAYA_BASE_URL}{reverse('workflows:request', args=[request.pk])}"
+        send_mail(
+            subject=f"[Atalaya] Review requested: {request.summary}",
+            message=(
+                f"{request.requested_by.username} asks for your review of {request.summary} "
+                f"in team {request.team.slug}.\n\nOpen it: {link}\n"
+            ),
+            from_email=None,
+            recipient_list=recipients,
+        )
+    request.reviewers_notified_at = timezone.now()
+    request.save(update_fields=["reviewers_notified_at", "updated_at"])
+    return len(recipients)

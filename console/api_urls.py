@@ -1,0 +1,10 @@
+"""API v1: one module per app (apps/<app>/api_urls.py), mounted under /api/v1/."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("apps.catalog.api_urls")),
+    path("", include("apps.workflows.api_urls")),
+    path("", include("apps.audit.api_urls")),
+    path("", include("apps.accounts.api_urls")),
+]

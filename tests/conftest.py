@@ -1,0 +1,63 @@
+import os
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.factories import World, make_world
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_broker(request, monkeypatch):
+    """Unit tests do not need a broker: tasks enqueued on commit are recorded instead of sent.
+    Integration tests (marked `integration`) use the real embedded broker."""
+    if request.node.get_closest_marker("integration") or request.node.get_closest_marker("e2e"):
+        yield []
+        return
+    sent: list[tuple[str, tuple]] = []
+    from celery.app.task import Task
+
+    def fake_delay(self, *args, **kwargs):
+        sent.append((self.name, args))
+
+    monkeypatch.setattr(Task, "delay", fake_delay)
+    yield sent
+
+
+@pytest.fixture
+def enqueued(_no_broker):
+    return _no_broker
+
+
+@pytest.fixture
+def world(db) -> World:
+    return make_world()
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def api_as():
+    """api_as(user) → an APIClient signed in with a session; api_as(token=...) → Bearer token."""
+
+    def make(user=None, token: str | None = None) -> APIClient:
+        client = APIClient()
+        if token is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        elif user is not None:
+            client.force_login(user)
+        return client
+
+    return make
