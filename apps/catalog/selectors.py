@@ -9,7 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Prefetch, Q, QuerySet
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from apps.accounts.models import User
 from apps.accounts.roles import CATALOG_READERS
@@ -166,23 +167,29 @@ class DiffRow:
 
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
+_EMPTY = SafeString("")
+
+
+def _escaped(text: str, tag: str = "") -> SafeString:
+    return format_html("<{}>{}</{}>", tag, text, tag) if tag else SafeString(html.escape(text))
 
 
 def _word_diff(a: str, b: str) -> tuple[SafeString, SafeString]:
     left_tokens, right_tokens = _TOKEN.findall(a), _TOKEN.findall(b)
-    left, right = [], []
+    left: list[SafeString] = []
+    right: list[SafeString] = []
     matcher = difflib.SequenceMatcher(a=left_tokens, b=right_tokens, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
-        old, new = html.escape("".join(left_tokens[i1:i2])), html.escape("".join(right_tokens[j1:j2]))
+        old, new = "".join(left_tokens[i1:i2]), "".join(right_tokens[j1:j2])
         if op == "equal":
-            left.append(old)
-            right.append(new)
-        else:
-            if old:
-                left.append(f"<del>{old}</del>")
-            if new:
-                right.append(f"<ins>{new}</ins>")
-    return mark_safe("".join(left)), mark_safe("".join(right))  # noqa: S308 - every piece is escaped above
+            left.append(_escaped(old))
+            right.append(_escaped(new))
+            continue
+        if old:
+            left.append(_escaped(old, "del"))
+        if new:
+            right.append(_escaped(new, "ins"))
+    return SafeString("".join(left)), SafeString("".join(right))
 
 
 def _lines(version: PromptVersion | None) -> list[str]:
@@ -198,40 +205,24 @@ def _lines(version: PromptVersion | None) -> list[str]:
 
 
 def version_diff(*, old: PromptVersion | None, new: PromptVersion) -> list[DiffRow]:
+    """Rows of a side-by-side diff of two versions' content; changed words wrapped in <del>/<ins>."""
     a, b = _lines(old), _lines(new)
     rows: list[DiffRow] = []
     matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
             for k in range(i2 - i1):
-                text = mark_safe(html.escape(a[i1 + k]))  # noqa: S308
+                text = _escaped(a[i1 + k])
                 rows.append(DiffRow("equal", i1 + k + 1, text, j1 + k + 1, text))
             continue
-        span = max(i2 - i1, j2 - j1)
-        for k in range(span):
+        for k in range(max(i2 - i1, j2 - j1)):
             left = a[i1 + k] if i1 + k < i2 else None
             right = b[j1 + k] if j1 + k < j2 else None
             if left is not None and right is not None:
                 left_html, right_html = _word_diff(left, right)
                 rows.append(DiffRow("replace", i1 + k + 1, left_html, j1 + k + 1, right_html))
             elif left is not None:
-                rows.append(
-                    DiffRow(
-                        "delete",
-                        i1 + k + 1,
-                        mark_safe(f"<del>{html.escape(left)}</del>"),  # noqa: S308
-                        None,
-                        mark_safe(""),
-                    )
-                )
+                rows.append(DiffRow("delete", i1 + k + 1, _escaped(left, "del"), None, _EMPTY))
             else:
-                rows.append(
-                    DiffRow(
-                        "insert",
-                        None,
-                        mark_safe(""),
-                        j1 + k + 1,
-                        mark_safe(f"<ins>{html.escape(right or '')}</ins>"),
-                    )
-                )
+                rows.append(DiffRow("insert", None, _EMPTY, j1 + k + 1, _escaped(right or "", "ins")))
     return rows
