@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from apps.catalog.api_resolve import PromptResolveApi
+
+urlpatterns = [
+    path("prompts/<str:name>/resolve", PromptResolveApi.as_view(), name="api-prompt-resolve"),
+]
