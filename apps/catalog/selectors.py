@@ -82,6 +82,13 @@ def prompt_version_by_number(*, prompt: Prompt, number: int) -> PromptVersion:
     return version
 
 
+def prompt_version_by_label(*, prompt: Prompt, label: str) -> PromptVersion:
+    row = PromptLabel.objects.select_related("version__created_by").filter(prompt=prompt, name=label).first()
+    if row is None:
+        raise NotFound(f"{prompt.name!r} has no label {label!r}.", code="label_not_found")
+    return row.version
+
+
 def last_approved_before(*, version: PromptVersion) -> PromptVersion | None:
     """What a reviewer compares against: the newest approved (or retired) version older than this one."""
     return (
