@@ -2,6 +2,8 @@
 
 from django.urls import include, path
 
+import apps.common.api  # noqa: F401  (registers the Bearer token scheme with the OpenAPI generator)
+
 urlpatterns = [
     path("", include("apps.catalog.api_urls")),
     path("", include("apps.workflows.api_urls")),
