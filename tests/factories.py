@@ -110,7 +110,7 @@ def make_version(
     return prompt_version_create(
         actor=author,
         prompt=prompt,
-        messages=messages or MESSAGES,
+        messages=MESSAGES if messages is None else messages,
         model=model,
         parameters=parameters if parameters is not None else {"temperature": 0.2},
         message=message,

@@ -94,7 +94,7 @@ def _close(request: ApprovalRequest, status: str, actor: User, comment: str) -> 
         changes={"status": status},
     )
     handler = subject_handler(request.subject_kind)
-    subject = handler.model.objects.select_for_update().get(pk=request.object_id)
+    subject = handler.model._default_manager.select_for_update().get(pk=request.object_id)
     callback = {
         RequestStatus.APPROVED: handler.on_approved,
         RequestStatus.REJECTED: handler.on_rejected,

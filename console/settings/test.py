@@ -8,21 +8,39 @@ import os
 import tempfile
 from pathlib import Path
 
+from console.env import env
+
 from .base import *  # noqa: F403
-from .base import DATABASES
+from .base import CELERY_BROKER_URL, DATABASES
 
 SECRET_KEY = "atalaya-tests-only"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="")
 
 TEST_VAR_DIR = Path(os.environ.get("ATALAYA_TEST_VAR_DIR", tempfile.gettempdir())) / "atalaya-tests"
 TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(TEST_VAR_DIR / "test.sqlite3")}
 
+STATIC_ROOT = TEST_VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
+# One embedded broker folder per test process (pytest-xdist runs several); the integration tests
+# start a real worker on the same folder.
+if CELERY_BROKER_URL.startswith("filesystem"):
+    BROKER_DIR = TEST_VAR_DIR / f"broker-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+    for sub in ("queue", "control"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+        "polling_interval": 0.1,
+    }

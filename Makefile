@@ -1,0 +1,62 @@
+# Atalaya: two commands.
+#   make run   set up everything (venv, install, migrate, demo data) and start web + Celery worker + beat
+#   make test  the whole suite: lint, migrations check, types, deploy check, unit, API, integration, browser
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_WORKERS ?= 2
+
+.PHONY: run test install lint typecheck checks unit e2e bench messages vendor-static clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py seed_demo
+	$(PY) scripts/run_local.py --host $(HOST) --port $(PORT)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+checks: install
+	DJANGO_SETTINGS_MODULE=console.settings.test $(PY) manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=console.settings.production \
+	  DJANGO_SECRET_KEY="$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(64))')" \
+	  DJANGO_ALLOWED_HOSTS=atalaya.example.com \
+	  $(PY) manage.py check --deploy --fail-level WARNING
+
+unit: install
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m "not e2e"
+
+e2e: install
+	$(VENV)/bin/pytest -m e2e
+
+test: lint checks typecheck
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
+
+bench: install
+	$(PY) bench/resolve.py
+
+messages: install
+	$(PY) manage.py makemessages -l es -i ".venv*" -i var -i node_modules -i static
+	$(PY) manage.py compilemessages -l es
+
+vendor-static:
+	scripts/vendor-static.sh
+
+clean:
+	rm -rf var .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,169 @@
+"""Demo data for `make run`: two teams, one user per role, prompts in every state, a token.
+
+Everything is created through the services, so the demo's audit trail is a real, valid chain.
+Running it twice changes nothing.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+
+from apps.accounts.models import Membership, Team, User
+from apps.accounts.roles import Role
+from apps.accounts.services import membership_grant, team_create, token_create
+from apps.catalog.models import Prompt
+from apps.catalog.services import (
+    prompt_create,
+    prompt_label_set,
+    prompt_version_create,
+    prompt_version_submit,
+)
+from apps.workflows.services import approval_decision_record
+
+DEMO_USERS: list[tuple[str, str, str]] = [
+    ("admin", Role.ADMIN, "Ada Admin"),
+    ("gov", Role.GOVERNANCE, "Gloria Governance"),
+    ("gov2", Role.GOVERNANCE, "Gonzalo Governance"),
+    ("eng", Role.ENGINEER, "Elena Engineer"),
+    ("eng2", Role.ENGINEER, "Emilio Engineer"),
+    ("owner", Role.PRODUCT_OWNER, "Olga Owner"),
+    ("ann1", Role.ANNOTATOR, "Ana Annotator"),
+    ("ann2", Role.ANNOTATOR, "Andrés Annotator"),
+]
+
+SUPPORT_V1 = [
+    {
+        "role": "system",
+        "template": "You are the customer support assistant of {{ company }}. Answer politely "
+        "and briefly, in the customer's language.",
+    },
+    {"role": "user", "template": "{{ question }}"},
+]
+SUPPORT_V2 = [
+    {
+        "role": "system",
+        "template": "You are the customer support assistant of {{ company }}. Answer kindly "
+        "and briefly, in the customer's language. Never ask for card numbers or passwords.",
+    },
+    {"role": "user", "template": "Customer tier: {{ tier }}\n{{ question }}"},
+]
+
+
+@dataclass
+class DemoResult:
+    created: bool
+    users: list[tuple[str, str, list[str]]] = field(default_factory=list)
+    token: str | None = None
+
+
+def _user(username: str, full_name: str, password: str) -> User:
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        first, _, last = full_name.partition(" ")
+        user = User.objects.create_user(
+            username=username,
+            password=password,
+            email=f"{username}@example.com",
+            first_name=first,
+            last_name=last,
+        )
+    return user
+
+
+@transaction.atomic
+def demo_seed(*, password: str) -> DemoResult:
+    created = not Team.objects.filter(slug="support").exists()
+    result = DemoResult(created=created)
+    if created:
+        support = team_create(actor=None, slug="support", name="Customer support")
+        finance = team_create(actor=None, slug="finance", name="Finance")
+        users = {}
+        for username, role, full_name in DEMO_USERS:
+            users[username] = _user(username, full_name, password)
+            membership_grant(actor=None, user=users[username], team=support, role=role)
+        membership_grant(actor=None, user=users["eng2"], team=finance, role=Role.ENGINEER)
+        users["admin"].is_staff = users["admin"].is_superuser = True
+        users["admin"].save(update_fields=["is_staff", "is_superuser"])
+
+        eng, eng2, gov = users["eng"], users["eng2"], users["gov"]
+        greeting = prompt_create(
+            actor=eng,
+            team=support,
+            name="support-reply",
+            description="First answer to a customer's support question.",
+            tags=["support", "chat"],
+        )
+        v1 = prompt_version_create(
+            actor=eng,
+            prompt=greeting,
+            messages=SUPPORT_V1,
+            model="gemini-2.5-flash",
+            parameters={"temperature": 0.2, "max_output_tokens": 512},
+            message="First version",
+        )
+        request = prompt_version_submit(actor=eng, version=v1)
+        approval_decision_record(
+            request_id=request.pk, reviewer=gov, decision="approve", comment="Clear and safe."
+        )
+        prompt_label_set(actor=gov, prompt=greeting, label="production", version_number=1)
+        prompt_label_set(actor=eng, prompt=greeting, label="staging", version_number=1)
+        v2 = prompt_version_create(
+            actor=eng,
+            prompt=greeting,
+            messages=SUPPORT_V2,
+            model="gemini-2.5-flash",
+            parameters={"temperature": 0.2, "max_output_tokens": 512},
+            message="Adds the customer tier and a rule against asking for secrets",
+        )
+        prompt_version_submit(actor=eng, version=v2)
+
+        summary = prompt_create(
+            actor=eng2,
+            team=support,
+            name="ticket-summary",
+            description="Summarises a support ticket for the next agent.",
+            tags=["support"],
+        )
+        prompt_version_create(
+            actor=eng2,
+            prompt=summary,
+            model="gemini-2.5-flash-lite",
+            parameters={},
+            messages=[
+                {"role": "system", "template": "Summarise this ticket in {{ max_words }} words or fewer."},
+                {"role": "user", "template": "{{ ticket }}"},
+            ],
+            message="Draft",
+        )
+
+        invoices = prompt_create(
+            actor=eng2,
+            team=finance,
+            name="invoice-extract",
+            description="Extracts totals and dates from invoices.",
+            tags=["finance"],
+        )
+        prompt_version_create(
+            actor=eng2,
+            prompt=invoices,
+            model="gemini-2.5-pro",
+            parameters={"temperature": 0},
+            messages=[
+                {"role": "system", "template": "Return JSON with the invoice number, date and total."},
+                {"role": "user", "template": "{{ invoice_text }}"},
+            ],
+            message="First version",
+        )
+
+        _, result.token = token_create(
+            actor=eng,
+            user=eng,
+            team=support,
+            name="demo application",
+            scopes=["prompts:read", "logs:write", "feedback:write"],
+        )
+    for username, _, _ in DEMO_USERS:
+        roles = Membership.objects.filter(user__username=username).values_list("team__slug", "role")
+        result.users.append((username, username, [f"{role}@{team}" for team, role in roles]))
+    assert Prompt.objects.exists()
+    return result
