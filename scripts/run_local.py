@@ -38,7 +38,7 @@ def main() -> int:
         ],
         "beat": [str(BIN / "celery"), "-A", "console", "beat", "--loglevel=INFO"],
     }
-    procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}
+    procs = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in commands.items()}  # noqa: S603
     print(
         f"\nAtalaya is starting on http://{args.host}:{args.port}/ (web, Celery worker, beat). Ctrl-C stops.\n",
         flush=True,
