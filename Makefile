@@ -22,7 +22,7 @@ install: $(STAMP)
 
 run: install
 	$(PY) manage.py migrate --no-input
-	$(PY) manage.py seed_demo
+	ATALAYA_BASE_URL=$${ATALAYA_BASE_URL:-http://$(HOST):$(PORT)} $(PY) manage.py seed_demo
 	$(PY) scripts/run_local.py --host $(HOST) --port $(PORT)
 
 lint: install

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from apps.common.demo import demo_seed
@@ -14,7 +15,7 @@ class Command(BaseCommand):
             self.style.SUCCESS("Demo data created." if result.created else "Demo data already present.")
         )
         self.stdout.write(
-            "\nSign in at http://127.0.0.1:8000/ with (password: $ATALAYA_DEMO_PASSWORD, default 'demo'):"
+            f"\nSign in at {settings.ATALAYA_BASE_URL}/ with (password: $ATALAYA_DEMO_PASSWORD, default 'demo'):"
         )
         for username, _, roles in result.users:
             self.stdout.write(f"  {username:<7} {', '.join(roles)}")
@@ -23,5 +24,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  {result.token}")
             self.stdout.write(
                 "  curl -H 'Authorization: Bearer <token>' "
-                "'http://127.0.0.1:8000/api/v1/prompts/support-reply/resolve?label=production'"
+                "'"
+                f"{settings.ATALAYA_BASE_URL}/api/v1/prompts/support-reply/resolve?label=production'"
             )
