@@ -204,3 +204,50 @@ def approval_reviewers_notify(*, request_id: int) -> int:
     request.reviewers_notified_at = timezone.now()
     request.save(update_fields=["reviewers_notified_at", "updated_at"])
     return len(recipients)
+
+
+@transaction.atomic
+def approval_policy_set(
+    *,
+    actor: User | None,
+    subject_kind: str,
+    team: Team | None,
+    approvals_required: int,
+    approver_role: str,
+    requires_evaluation: bool = False,
+) -> ApprovalPolicy:
+    """Create or change the policy for a kind of subject in a team (or globally). Open requests keep
+    the rule they were opened under."""
+    if approvals_required < 1:
+        raise Conflict("A policy needs at least one approval.", code="invalid_policy")
+    policy = ApprovalPolicy.objects.select_for_update().filter(subject_kind=subject_kind, team=team).first()
+    before = (
+        {
+            "approvals_required": policy.approvals_required,
+            "approver_role": policy.approver_role,
+            "requires_evaluation": policy.requires_evaluation,
+        }
+        if policy
+        else None
+    )
+    policy = policy or ApprovalPolicy(subject_kind=subject_kind, team=team)
+    policy.approvals_required = approvals_required
+    policy.approver_role = approver_role
+    policy.requires_evaluation = requires_evaluation
+    policy.save()
+    audit_event_record(
+        actor=actor,
+        action="workflows.policy_changed",
+        target=policy,
+        team=team,
+        changes={
+            "subject_kind": subject_kind,
+            "from": before,
+            "to": {
+                "approvals_required": approvals_required,
+                "approver_role": approver_role,
+                "requires_evaluation": requires_evaluation,
+            },
+        },
+    )
+    return policy

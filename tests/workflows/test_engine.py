@@ -198,3 +198,36 @@ def test_concurrent_approvals_with_two_required_both_count_once():
         AuditEvent.objects.filter(action="workflows.request_closed", target_id=str(request.pk)).count() == 1
     )
     assert audit_chain_verify().ok
+
+
+def test_policy_changes_are_audited_and_apply_to_new_requests(world):
+    from apps.workflows.services import approval_policy_set
+
+    approval_policy_set(
+        actor=world.admin,
+        subject_kind=SubjectKind.PROMPT_VERSION,
+        team=world.support,
+        approvals_required=2,
+        approver_role=Role.GOVERNANCE,
+    )
+    approval_policy_set(
+        actor=world.admin,
+        subject_kind=SubjectKind.PROMPT_VERSION,
+        team=world.support,
+        approvals_required=3,
+        approver_role=Role.GOVERNANCE,
+    )
+    assert ApprovalPolicy.objects.get(team=world.support).approvals_required == 3
+    events = AuditEvent.objects.filter(action="workflows.policy_changed").order_by("sequence")
+    assert [e.changes["to"]["approvals_required"] for e in events] == [2, 3]
+    assert events[1].changes["from"]["approvals_required"] == 2
+    version = make_submitted(make_prompt(world.support, world.eng), world.eng)
+    assert _request_for(version).approvals_required == 3
+    with pytest.raises(Conflict):
+        approval_policy_set(
+            actor=world.admin,
+            subject_kind=SubjectKind.PROMPT_VERSION,
+            team=None,
+            approvals_required=0,
+            approver_role=Role.GOVERNANCE,
+        )
