@@ -3,8 +3,9 @@
 - The error format: {"error": {"code", "message", "details"}} with the right status, for
   ApplicationError, validation errors, malformed or oversize bodies, and DRF's own refusals.
 - `StrictSerializer`: an input serializer that refuses fields it does not know (400 naming them).
-- `LimitedJSONParser`: enforces DATA_UPLOAD_MAX_MEMORY_SIZE (413), which DRF's parser skips because
-  it reads the request stream directly instead of `request.body`.
+- `LimitedJSONParser`: refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE (413) on every DRF version that
+  pyproject.toml allows: DRF 3.16 parses JSON from the request stream, which skips Django's size check
+  in `request.body` (DRF 3.18 reads `request.body` and so raises RequestDataTooBig itself).
 - `ApiView`: the base view (parser, component names in the schema), pagination helpers and the
   OpenAPI description of the Bearer token scheme.
 """
@@ -167,9 +168,7 @@ class FilterSerializer(StrictSerializer):
 
 
 class LimitedJSONParser(JSONParser):
-    """JSON, refusing a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE with 413 before reading it.
-
-    DRF parses from the request stream, so Django's own check in `request.body` never runs."""
+    """JSON, refusing a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE with 413 before reading it."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
