@@ -39,7 +39,7 @@ class TokenOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class TokenListApi(ApiView):
+class TokenListCreateApi(ApiView):
     """GET: your own tokens and those of the teams you administer. POST: a new token for yourself in one
     of your teams; the response carries the plaintext `token`, shown this once."""
 
@@ -57,7 +57,7 @@ class TokenListApi(ApiView):
         )
         expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
-    class CreatedOutputSerializer(TokenOutputSerializer):
+    class OutputSerializer(TokenOutputSerializer):
         token = serializers.CharField(help_text="The token itself. Shown once: store it now.")
 
     @extend_schema(
@@ -78,7 +78,7 @@ class TokenListApi(ApiView):
     @extend_schema(
         operation_id="tokens_create",
         request=InputSerializer,
-        responses={201: CreatedOutputSerializer} | errors(400, 401, 403, 404, 413, 422),
+        responses={201: OutputSerializer} | errors(400, 401, 403, 404, 413, 422),
     )
     def post(self, request: Request) -> Response:
         data = validated(self.InputSerializer, request.data)
@@ -94,7 +94,7 @@ class TokenListApi(ApiView):
             expires_at=data["expires_at"],
         )
         token.token = plaintext
-        return Response(self.CreatedOutputSerializer(token).data, status=201)
+        return Response(self.OutputSerializer(token).data, status=201)
 
 
 class TokenRevokeApi(ApiView):

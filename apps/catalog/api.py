@@ -135,7 +135,7 @@ class PromptVersionOutputSerializer(serializers.Serializer):
 # Prompts
 
 
-class PromptListApi(ApiView):
+class PromptListCreateApi(ApiView):
     """GET lists the prompts of the caller's teams; POST creates one (in the token's team by default)."""
 
     permission_classes = [HasScope]
@@ -260,7 +260,7 @@ class PromptVersionCreateApi(ApiView):
         return Response(PromptVersionOutputSerializer(version).data, status=201)
 
 
-class PromptVersionDetailApi(ApiView):
+class PromptVersionDetailUpdateApi(ApiView):
     """GET a version with its content; PATCH edits a draft (409 once submitted: its content is frozen)."""
 
     permission_classes = [HasScope]
