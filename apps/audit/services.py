@@ -109,7 +109,7 @@ def audit_event_record(
     full_context: dict[str, Any] = request_context.as_dict() if request_context else {"via": "system"}
     token = getattr(actor, "active_token", None) if actor is not None else None
     if token is not None:
-        full_context["token"] = token.display
+        full_context["bearer"] = token.display
     if context:
         full_context.update(context)
 

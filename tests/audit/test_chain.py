@@ -134,5 +134,5 @@ def test_events_carry_the_request_context(world, api_as):
     event = AuditEvent.objects.filter(action="catalog.prompt_created").order_by("-sequence").first()
     assert event.context["request_id"] == "req-123"
     assert event.context["ip"] == "10.0.0.7"
-    assert event.context["token"].startswith("atl_")
+    assert event.context["bearer"].startswith("atl_")
     assert event.actor_username == "eng"
