@@ -3,10 +3,7 @@
 - The error format: {"error": {"code", "message", "details"}} with the right status, for
   ApplicationError, validation errors, malformed or oversize bodies, and DRF's own refusals.
 - `StrictSerializer`: an input serializer that refuses fields it does not know (400 naming them).
-- `LimitedJSONParser`: refuses a body over DATA_UPLOAD_MAX_MEMORY_SIZE (413) on every DRF version that
-  pyproject.toml allows: DRF 3.16 parses JSON from the request stream, which skips Django's size check
-  in `request.body` (DRF 3.18 reads `request.body` and so raises RequestDataTooBig itself).
-- `ApiView`: the base view (parser, component names in the schema), pagination helpers and the
+- `ApiView`: the base view (component names in the schema), pagination helpers and the
   OpenAPI description of the Bearer token scheme.
 """
 
@@ -23,7 +20,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema_serializer, in
 from rest_framework import exceptions, serializers, status
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.pagination import BasePagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -167,23 +163,6 @@ class FilterSerializer(StrictSerializer):
     extra_allowed = PAGINATION_PARAMS
 
 
-class LimitedJSONParser(JSONParser):
-    """JSON, refusing a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE with 413 before reading it."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        request = (parser_context or {}).get("request")
-        if limit is not None and request is not None:
-            meta = request.META
-            try:
-                length = int(meta.get("CONTENT_LENGTH") or meta.get("HTTP_CONTENT_LENGTH") or 0)
-            except (TypeError, ValueError):
-                length = 0
-            if length > limit:
-                raise RequestDataTooBig("Request body exceeded settings.DATA_UPLOAD_MAX_MEMORY_SIZE.")
-        return super().parse(stream, media_type, parser_context)
-
-
 class NamedChoiceField(serializers.ChoiceField):
     """A choice field documented as its own enum component, `<enum_name>Enum`: several fields called
     `status` with different choices would otherwise clash over one generated enum name."""
@@ -222,8 +201,6 @@ class ApiView(APIView):
     """Base of every API v1 view. Its nested serializers become schema components named after the
     view (`PromptCreateApi.InputSerializer` → `PromptCreateInput`), so that every view can call its
     own `InputSerializer` and `OutputSerializer` without clashing in the schema."""
-
-    parser_classes = [LimitedJSONParser]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
