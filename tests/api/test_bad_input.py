@@ -8,7 +8,7 @@ import pytest
 from django.core.exceptions import RequestDataTooBig
 from django.test import RequestFactory, override_settings
 
-from apps.common.api import LimitedJSONParser
+from apps.common.parsers import LimitedJSONParser
 from tests.api.conftest import snapshot
 from tests.api.endpoints import BY_NAME, ENDPOINTS
 from tests.factories import make_prompt
