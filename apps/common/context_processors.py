@@ -1,2 +1,39 @@
-def navigation(request):
-    return {}
+"""Navigation by role, for templates/base.html. Cheap: one query for the user's roles (cached on the
+user for the rest of the request) and, for reviewers only, one count of their review queue."""
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.roles import AUDIT_READERS, CATALOG_READERS, Role
+from apps.accounts.selectors import user_team_roles
+
+
+def navigation(request: HttpRequest) -> dict[str, Any]:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_items": []}
+    held: set[str] = set()
+    for roles in user_team_roles(user).values():
+        held |= roles
+    match = getattr(request, "resolver_match", None)
+    section = match.namespace if match else ""
+    items: list[dict[str, Any]] = []
+
+    def add(key: str, label: Any, url: str, badge: int | None = None) -> None:
+        items.append({"key": key, "label": label, "url": url, "badge": badge, "active": key == section})
+
+    if held & CATALOG_READERS:
+        add("catalog", _("Catalog"), reverse("catalog:list"))
+    if Role.GOVERNANCE in held:
+        from apps.workflows.selectors import review_queue
+
+        add("workflows", _("Reviews"), reverse("workflows:queue"), review_queue(user=user).count())
+    if held & AUDIT_READERS:
+        add("audit", _("Audit"), reverse("audit:list"))
+    add("accounts", _("Tokens"), reverse("accounts:tokens"))
+    if user.is_staff:
+        add("admin", _("Admin"), reverse("admin:index"))
+    return {"nav_items": items}

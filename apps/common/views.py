@@ -1,11 +1,68 @@
+"""Site-wide views (home, health, error pages) and the small helpers every UI view shares."""
+
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.paginator import Page, Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from apps.accounts.roles import CATALOG_READERS
+from apps.accounts.selectors import user_team_ids
+from apps.common.exceptions import ApplicationError, NotFound, PermissionDenied
+
+# UI helpers
+
+
+def raise_for_http(exc: ApplicationError) -> None:
+    """A service's NotFound becomes a 404 page and its PermissionDenied a 403 page; any other
+    refusal is returned to the caller, which shows it on the form."""
+    if isinstance(exc, NotFound):
+        raise Http404(exc.message)
+    if isinstance(exc, PermissionDenied):
+        raise DjangoPermissionDenied(exc.message)
+
+
+def paginate(request: HttpRequest, queryset: Any, per_page: int = 25) -> Page:
+    return Paginator(queryset, per_page).get_page(request.GET.get("page"))
+
+
+def safe_next(request: HttpRequest, fallback: str) -> str:
+    """The `next` field of a POST if it points inside this site, else the fallback."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return fallback
+
+
+def is_htmx(request: HttpRequest) -> bool:
+    """An htmx request for a fragment (a history restore wants the whole page)."""
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def render_page_or_fragment(
+    request: HttpRequest, page: str, fragment: str, context: dict[str, Any]
+) -> HttpResponse:
+    """The whole page, or only its fragment for htmx; caches keep the two apart."""
+    response = render(request, fragment if is_htmx(request) else page, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# Pages
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("catalog:list")
+    if user_team_ids(request.user, CATALOG_READERS):
+        return redirect("catalog:list")
+    return redirect("accounts:tokens")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
