@@ -118,3 +118,22 @@ def token_revoke(*, actor: User, token_id: int) -> ApiToken:
         changes={"user": token.user.username, "name": token.name},
     )
     return token
+
+
+SESSION_ACTIONS = {
+    "signed_in": "accounts.signed_in",
+    "signed_out": "accounts.signed_out",
+    "sign_in_failed": "accounts.sign_in_failed",
+}
+
+
+@transaction.atomic
+def session_event_record(*, event: str, user: User | None, username: str = "") -> None:
+    """Audit a browser sign-in, sign-out or failed sign-in (called from the auth signals)."""
+    action = SESSION_ACTIONS[event]
+    attempted = (username or (user.get_username() if user is not None else ""))[:150]
+    audit_event_record(
+        actor=user if event != "sign_in_failed" else None,
+        action=action,
+        changes={"username": attempted},
+    )
