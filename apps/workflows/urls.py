@@ -1,4 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from apps.workflows import views
 
 app_name = "workflows"
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.queue, name="queue"),
+    path("<int:request_id>/", views.request_detail, name="request"),
+    path("<int:request_id>/decide/", views.decide, name="decide"),
+    path("<int:request_id>/withdraw/", views.withdraw, name="withdraw"),
+]
