@@ -16,6 +16,7 @@ from apps.accounts.roles import CATALOG_READERS, Role
 from apps.accounts.selectors import user_team_ids
 from apps.catalog.selectors import last_approved_before, version_diff
 from apps.common.exceptions import ApplicationError
+from apps.common.exceptions import PermissionDenied as PermissionDeniedError
 from apps.common.views import raise_for_http, safe_next
 from apps.workflows.forms import DecisionForm
 from apps.workflows.models import ApprovalRequest, Decision, RequestStatus, SubjectKind
@@ -145,6 +146,10 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
             decision=form.cleaned_data["decision"],
             comment=form.cleaned_data["comment"],
         )
+    except PermissionDeniedError:
+        # The engine refused (four eyes, or not a reviewer): say why in the user's language.
+        decisions = list(approval.decisions.all())
+        raise PermissionDenied(_reason_display(approval, request.user, decisions)) from None
     except ApplicationError as exc:
         raise_for_http(exc)
         messages.error(request, exc.message)
