@@ -24,6 +24,13 @@
     }
   });
 
+  // After htmx replaces a list, say what changed (e.g. "3 prompts found") in the live region,
+  // instead of making screen readers read the whole table again.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var marker = event.detail.target && event.detail.target.querySelector("[data-announce]");
+    if (marker) announce(marker.getAttribute("data-announce"));
+  });
+
   // Forms that ask before doing something irreversible: <form data-confirm="…">.
   document.addEventListener("submit", function (event) {
     var form = event.target;
