@@ -86,3 +86,15 @@ def test_no_edit_or_delete_path(world, catalog, client_as):
     body = client_as(world.admin).get(reverse("audit:list")).content.decode()
     assert "delete" not in body.lower()
     assert client_as(world.admin).post(reverse("audit:list")).status_code == 405
+
+
+def test_verify_now_without_javascript(world, catalog, client_as):
+    response = client_as(world.gov).post(reverse("audit:verify"), follow=True)
+    assert "The audit chain is intact" in response.content.decode()
+
+
+def test_history_restore_gets_the_whole_page(world, catalog, client_as):
+    response = client_as(world.gov).get(
+        reverse("audit:list"), HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    )
+    assert "<html" in response.content.decode()
