@@ -21,3 +21,4 @@ urlpatterns = [
 
 handler404 = "apps.common.views.not_found"
 handler403 = "apps.common.views.forbidden"
+handler500 = "apps.common.views.server_error"

@@ -1,8 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -10,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts.forms import SignInForm, TokenCreateForm
 from apps.accounts.selectors import token_list
-from apps.accounts.services import session_event_record, token_create, token_revoke
+from apps.accounts.services import token_create, token_revoke
 from apps.common.exceptions import ApplicationError
 from apps.common.views import raise_for_http
 
@@ -27,29 +25,6 @@ class SignOutView(auth_views.LogoutView):
 
 # Sign-ins and sign-outs through the web pages are audited. Sessions opened without a browser
 # request (the test client's force_login, say) did not go through the middleware and are not.
-
-
-def _from_web(request: HttpRequest | None) -> bool:
-    return request is not None and hasattr(request, "request_id")
-
-
-@receiver(user_logged_in, dispatch_uid="atalaya_audit_signed_in")
-def _signed_in(sender, request=None, user=None, **kwargs) -> None:
-    if _from_web(request):
-        session_event_record(event="signed_in", user=user)
-
-
-@receiver(user_logged_out, dispatch_uid="atalaya_audit_signed_out")
-def _signed_out(sender, request=None, user=None, **kwargs) -> None:
-    if _from_web(request) and user is not None:
-        session_event_record(event="signed_out", user=user)
-
-
-@receiver(user_login_failed, dispatch_uid="atalaya_audit_sign_in_failed")
-def _sign_in_failed(sender, credentials=None, request=None, **kwargs) -> None:
-    if _from_web(request):
-        username = str((credentials or {}).get("username", ""))
-        session_event_record(event="sign_in_failed", user=None, username=username)
 
 
 @login_required

@@ -88,3 +88,18 @@ def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpR
             {"error": {"code": "permission_denied", "message": message, "details": {}}}, status=403
         )
     return render(request, "403.html", {"reason": str(exception or "")}, status=403)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(
+            {
+                "error": {
+                    "code": "server_error",
+                    "message": "Something went wrong on our side.",
+                    "details": {},
+                }
+            },
+            status=500,
+        )
+    return render(request, "500.html", status=500)
