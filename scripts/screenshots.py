@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Take the README's screenshots from a running demo console (`make run`), with Debian's Chromium.
+
+.venv/bin/python scripts/screenshots.py --base http://127.0.0.1:8000 --out docs/screenshots
+"""
+
+import argparse
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--base", default="http://127.0.0.1:8000")
+    parser.add_argument("--out", default="docs/screenshots")
+    parser.add_argument("--password", default="demo")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS, headless=True)
+
+        def session(username: str, language: str = "en"):
+            context = browser.new_context(viewport={"width": 1280, "height": 820}, locale="en-US")
+            page = context.new_page()
+            page.goto(f"{args.base}/accounts/login/")
+            page.get_by_label("Username").fill(username)
+            page.get_by_label("Password").fill(args.password)
+            page.get_by_role("button", name="Sign in").click()
+            if language == "es":
+                page.get_by_role("button", name="Español").click()
+            return page
+
+        page = session("eng")
+        page.goto(f"{args.base}/prompts/")
+        page.screenshot(path=out / "catalog.png")
+        page.goto(f"{args.base}/prompts/support/support-reply/")
+        page.screenshot(path=out / "prompt.png")
+        page.goto(f"{args.base}/prompts/support/support-reply/versions/new/")
+        page.wait_for_selector("#preview [data-preview-sample]")
+        for field in page.locator("#preview [data-preview-sample]").all():
+            field.fill(
+                {"sample_company": "Acme", "sample_tier": "gold"}.get(
+                    field.get_attribute("name"), "Where is my order?"
+                )
+            )
+        page.wait_for_timeout(800)
+        page.screenshot(path=out / "editor.png")
+
+        page = session("gov")
+        page.goto(f"{args.base}/reviews/")
+        page.get_by_role("link", name="support/support-reply v2").click()
+        page.screenshot(path=out / "review.png", full_page=True)
+        page.goto(f"{args.base}/audit/")
+        page.screenshot(path=out / "audit.png")
+
+        page = session("gov", "es")
+        page.goto(f"{args.base}/reviews/")
+        page.screenshot(path=out / "reviews-es.png")
+        browser.close()
+    print(f"screenshots in {out}/")
+
+
+if __name__ == "__main__":
+    main()
