@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.workflows",
     "apps.catalog",
+    "apps.cloud",
 ]
 
 MIDDLEWARE = [
@@ -188,6 +189,18 @@ ATALAYA_BASE_URL = env.str("ATALAYA_BASE_URL", default="http://127.0.0.1:8000")
 # Catalog: labels that only move through governance (a governance user, or an approved request).
 CATALOG_PROTECTED_LABELS = env.list("ATALAYA_PROTECTED_LABELS", default=["production"])
 CATALOG_RESOLVE_CACHE_SECONDS = env.int("ATALAYA_RESOLVE_CACHE_SECONDS", default=300)
+
+# Outside systems (apps/cloud): local implementations by default, Google Cloud by setting.
+PII_SCANNER = env.str("PII_SCANNER", default="local")  # local | dlp
+WAREHOUSE = env.str("WAREHOUSE", default="local")  # local | bigquery
+GOOGLE_CLOUD_PROJECT = env.str("GOOGLE_CLOUD_PROJECT", default="")
+DLP_LOCATION = env.str("DLP_LOCATION", default="global")
+DLP_API_ENDPOINT = env.str("DLP_API_ENDPOINT", default="")  # tests point this at the in-repo fake
+DLP_TIMEOUT_SECONDS = env.float("DLP_TIMEOUT_SECONDS", default=30.0)
+BIGQUERY_DATASET = env.str("BIGQUERY_DATASET", default="atalaya")
+BIGQUERY_TABLE = env.str("BIGQUERY_TABLE", default="log_events")
+BIGQUERY_LOCATION = env.str("BIGQUERY_LOCATION", default="EU")
+BIGQUERY_API_ENDPOINT = env.str("BIGQUERY_API_ENDPOINT", default="")  # tests point this at bqemulator
 
 # API tokens: how often "last used" is written (a write per request would serialise the hot path).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
