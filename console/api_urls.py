@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("apps.workflows.api_urls")),
     path("", include("apps.audit.api_urls")),
     path("", include("apps.accounts.api_urls")),
+    path("", include("apps.logs.api_urls")),
 ]

@@ -28,6 +28,9 @@ ACTIONS = {
     "workflows.request_closed": _("Approval request closed"),
     "workflows.policy_changed": _("Approval policy changed"),
     "audit.chain_verified": _("Audit chain verified"),
+    "logs.quarantine_retried": _("Quarantine retried"),
+    "logs.retention_applied": _("Old logs deleted (retention)"),
+    "logs.policy_changed": _("Log policy changed"),
 }
 
 

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "apps.workflows",
     "apps.catalog",
     "apps.cloud",
+    "apps.logs",
 ]
 
 MIDDLEWARE = [
@@ -175,6 +176,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "logs-dispatch-pending": {"task": "workers.logs.dispatch_pending", "schedule": timedelta(seconds=30)},
+    "logs-export": {"task": "workers.logs.export", "schedule": timedelta(minutes=1)},
+    "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
     "audit-verify-chain": {
         "task": "workers.audit.verify_chain",
         "schedule": timedelta(minutes=env.int("ATALAYA_AUDIT_VERIFY_MINUTES", default=60)),
@@ -201,6 +205,18 @@ BIGQUERY_DATASET = env.str("BIGQUERY_DATASET", default="atalaya")
 BIGQUERY_TABLE = env.str("BIGQUERY_TABLE", default="log_events")
 BIGQUERY_LOCATION = env.str("BIGQUERY_LOCATION", default="EU")
 BIGQUERY_API_ENDPOINT = env.str("BIGQUERY_API_ENDPOINT", default="")  # tests point this at bqemulator
+
+# Logs: staged text is encrypted with these Fernet keys (newest first; Secret Manager in production).
+LOG_STAGING_KEYS = env.list("ATALAYA_STAGING_KEYS", default=[])
+PII_TOKEN_KEY = env.str("ATALAYA_PII_TOKEN_KEY", default="")
+LOG_BATCH_MAX_EVENTS = 500
+LOG_BATCH_MAX_BYTES = env.int("ATALAYA_LOG_BATCH_MAX_BYTES", default=5 * 1024 * 1024)
+LOG_TEXT_MAX_BYTES = 1024 * 1024
+LOG_SCAN_CHUNK = env.int("ATALAYA_LOG_SCAN_CHUNK", default=500)
+LOG_STAGED_GRACE_SECONDS = env.int("ATALAYA_LOG_STAGED_GRACE_SECONDS", default=60)
+LOG_RETRY_BASE_SECONDS = env.int("ATALAYA_LOG_RETRY_BASE_SECONDS", default=30)
+LOG_RETRY_MAX_SECONDS = env.int("ATALAYA_LOG_RETRY_MAX_SECONDS", default=3600)
+LOG_DEFAULT_RETENTION_DAYS = env.int("ATALAYA_LOG_RETENTION_DAYS", default=90)
 
 # API tokens: how often "last used" is written (a write per request would serialise the hot path).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60

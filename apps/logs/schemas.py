@@ -1,0 +1,69 @@
+"""The log event as `POST /api/v1/logs/batch` takes it (DESIGN.md), validated with msgspec.
+
+One pass decodes and validates each event; unknown fields are refused. The body is decoded into raw
+events first so that one bad event is rejected alone and never blocks the others.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Text = str  # sizes are checked per request (413), see apps.logs.api
+Name = Annotated[str, msgspec.Meta(max_length=100)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+
+
+class Message(msgspec.Struct, forbid_unknown_fields=True):
+    role: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    content: Text
+
+
+class LogEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+    started_at: datetime
+    model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    input: list[Message] | Text
+    ended_at: datetime | None = None
+    app: Name = ""
+    prompt: Name = ""
+    prompt_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    output: Text | None = None
+    tokens_in: Count | None = None
+    tokens_out: Count | None = None
+    latency_ms: Count | None = None
+    status: Literal["ok", "error", "timeout", "blocked", "cancelled"] = "ok"
+    error: Text | None = None
+    end_user: Annotated[str, msgspec.Meta(max_length=300)] | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Batch(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[msgspec.Raw]
+
+
+_decoder = msgspec.json.Decoder(Batch)
+_event_decoder = msgspec.json.Decoder(LogEventIn)
+
+
+class BatchError(ValueError):
+    pass
+
+
+def batch_decode(body: bytes) -> list[msgspec.Raw]:
+    try:
+        return _decoder.decode(body).events
+    except msgspec.ValidationError as exc:
+        raise BatchError(f'The body must be {{"events": [...]}}: {exc}') from None
+    except msgspec.DecodeError as exc:
+        raise BatchError(f"Malformed JSON: {exc}") from None
+
+
+def event_decode(raw: msgspec.Raw) -> LogEventIn:
+    """Raises msgspec.ValidationError naming the field at fault."""
+    event = _event_decoder.decode(raw)
+    if event.started_at.tzinfo is None or (event.ended_at is not None and event.ended_at.tzinfo is None):
+        raise msgspec.ValidationError("Timestamps need a time zone (e.g. 2026-11-21T10:00:00Z)")
+    if event.ended_at is not None and event.ended_at < event.started_at:
+        raise msgspec.ValidationError("ended_at is before started_at")
+    return event

@@ -1,0 +1,135 @@
+import json
+
+import pytest
+
+from apps.audit.models import AuditEvent
+from apps.logs.models import EventState, LogEvent
+from tests.factories import make_token
+from tests.logs.conftest import event
+
+URL = "/api/v1/logs/batch"
+
+
+def post(client, events, **extra):
+    return client.post(URL, data=json.dumps({"events": events}), content_type="application/json", **extra)
+
+
+@pytest.fixture
+def writer(world, api_as):
+    return api_as(token=make_token(world.eng, world.support, "logs:write"))
+
+
+def test_batch_is_accepted_staged_and_encrypted(writer, world, enqueued, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(writer, [event("a"), event("b")])
+    assert response.status_code == 202, response.content
+    assert response.json() == {"accepted": 2, "duplicate": 0, "rejected": 0, "errors": []}
+    rows = LogEvent.objects.order_by("request_id")
+    assert [r.request_id for r in rows] == ["a", "b"]
+    assert {r.state for r in rows} == {EventState.STAGED}
+    assert all(r.team == world.support for r in rows)
+    staged = bytes(rows[0].staged_payload)
+    assert b"ana.garcia" not in staged and b"order is late" not in staged  # encrypted, not readable
+    assert rows[0].input is None and rows[0].output == ""
+    assert enqueued == [("workers.logs.scan_events", ([r.pk for r in rows],))]
+
+
+def test_retried_batch_counts_duplicates_and_stores_once(writer):
+    batch = [event("a"), event("b"), event("a")]
+    first = post(writer, batch).json()
+    assert (first["accepted"], first["duplicate"]) == (2, 1)
+    again = post(writer, batch).json()
+    assert (again["accepted"], again["duplicate"]) == (0, 3)
+    assert LogEvent.objects.count() == 2
+
+
+def test_one_bad_event_never_blocks_the_others(writer):
+    bad = [
+        event("ok1"),
+        event("unknown", surprise=True),
+        {k: v for k, v in event("nomodel").items() if k != "model"},
+        event("naive", started_at="2026-11-21T10:00:00"),
+        event("backwards", ended_at="2026-11-20T10:00:00Z"),
+        event("badstatus", status="weird"),
+        event("", model="m"),
+        "not an object",
+        event("ok2", input="a plain string prompt"),
+    ]
+    response = post(writer, bad)
+    body = response.json()
+    assert response.status_code == 202
+    assert (body["accepted"], body["rejected"]) == (2, 7)
+    messages = {e["index"]: e["message"] for e in body["errors"]}
+    assert "unknown field `surprise`" in messages[1]
+    assert "missing required field `model`" in messages[2]
+    assert "time zone" in messages[3]
+    assert "before started_at" in messages[4]
+    assert body["errors"][0]["request_id"] == "unknown"
+    assert set(LogEvent.objects.values_list("request_id", flat=True)) == {"ok1", "ok2"}
+
+
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        (b"{not json", 400, "malformed_request"),
+        (b'{"events": {}}', 400, "malformed_request"),
+        (b'{"events": [], "extra": 1}', 400, "malformed_request"),
+    ],
+)
+def test_malformed_bodies(writer, body, status, code):
+    response = writer.post(URL, data=body, content_type="application/json")
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert not LogEvent.objects.exists()
+
+
+def test_too_many_events_is_413(writer):
+    response = post(writer, [event(f"r{i}") for i in range(501)])
+    assert response.status_code == 413
+    assert "at most 500" in response.json()["error"]["message"]
+    assert not LogEvent.objects.exists()
+
+
+def test_body_over_5_mb_is_413_before_reading(writer):
+    big = [event(f"r{i}", output="x" * 900_000) for i in range(6)]
+    response = post(writer, big)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert not LogEvent.objects.exists()
+
+
+def test_one_text_over_1_mb_is_413(writer):
+    response = post(writer, [event("small"), event("huge", output="é" * 600_000)])
+    assert response.status_code == 413
+    assert "over 1 MB" in response.json()["error"]["message"]
+    assert not LogEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "user, team, scopes, status",
+    [
+        ("eng", "support", ["logs:read"], 403),  # wrong scope
+        ("owner", "support", ["logs:write"], 403),  # product owners do not send logs
+        ("ann1", "support", ["all"], 403),
+        ("gov", "support", ["all"], 403),
+        ("admin", "support", ["logs:write"], 202),
+        ("eng", "support", ["all"], 202),
+    ],
+)
+def test_who_may_send_logs(world, api_as, user, team, scopes, status):
+    client = api_as(token=make_token(world.users[user], getattr(world, team), *scopes))
+    events_before = AuditEvent.objects.count()
+    response = post(client, [event("x")])
+    assert response.status_code == status
+    assert LogEvent.objects.count() == (1 if status == 202 else 0)
+    assert AuditEvent.objects.count() == events_before
+
+
+def test_sessions_name_the_team_and_cannot_write_to_others(world, api_as):
+    client = api_as(world.eng2)  # engineer in support and finance
+    assert post(client, [event("x")]).status_code == 404  # which team?
+    assert post(client, [event("x")], QUERY_STRING="team=finance").status_code == 202
+    assert LogEvent.objects.get().team == world.finance
+    other = api_as(world.eng)
+    assert post(other, [event("y")], QUERY_STRING="team=finance").status_code == 404
+    assert post(api_as(), [event("z")]).status_code == 401
