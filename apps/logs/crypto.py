@@ -28,7 +28,9 @@ def seal(payload: dict[str, Any]) -> bytes:
     return _fernet().encrypt(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def unseal(token: bytes) -> dict[str, Any]:
+def unseal(token: bytes | memoryview | None) -> dict[str, Any]:
+    if token is None:
+        raise ValueError("nothing staged")
     return json.loads(_fernet().decrypt(bytes(token)))
 
 

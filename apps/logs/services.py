@@ -9,6 +9,7 @@ only events still staged or quarantined are stored, under the row lock, so nothi
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import timedelta
 from typing import Any
 
@@ -101,7 +102,7 @@ def log_events_ingest(*, actor: User, team: Team, events: Sequence[tuple[int, Lo
                 fresh = [row for row in rows if row.request_id not in known]
                 created = LogEvent.objects.bulk_create(fresh, batch_size=250)
                 ids = [row.pk for row in created]
-                transaction.on_commit(lambda ids=ids: _dispatch_scan(ids))
+                transaction.on_commit(partial(_dispatch_scan, ids))
             break
         except IntegrityError:  # a concurrent batch with the same request ids committed first: look again
             if attempt == 2:
