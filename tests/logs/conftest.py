@@ -1,36 +1,8 @@
-import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.cloud.pii import Finding, ScannerUnavailable, ScanResult
-from apps.cloud.pii.base import redact
-
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
-
-
-class EmailOnlyScanner:
-    """A stand-in of our own scanner interface for pipeline tests: finds e-mail addresses only, and can
-    be told to fail like an unreachable scanner."""
-
-    name = "test"
-
-    def __init__(self):
-        self.failures_left = 0
-        self.calls = 0
-
-    def scan(self, texts, policy):
-        self.calls += 1
-        if self.failures_left:
-            self.failures_left -= 1
-            raise ScannerUnavailable("scanner unreachable (test)")
-        results = []
-        for text in texts:
-            findings = tuple(
-                Finding("EMAIL_ADDRESS", m.start(), m.end(), "VERY_LIKELY") for m in EMAIL.finditer(text)
-            )
-            results.append(ScanResult(redact(text, findings, policy), findings))
-        return results
+from tests.logs.scanners import EmailOnlyScanner
 
 
 @pytest.fixture

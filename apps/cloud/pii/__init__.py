@@ -28,9 +28,10 @@ SCANNERS = {
 @cache
 def get_scanner() -> PiiScanner:
     name = settings.PII_SCANNER
-    if name not in SCANNERS:
-        raise ValueError(f"PII_SCANNER={name!r}: use one of {', '.join(SCANNERS)}")
-    return import_string(SCANNERS[name]).from_settings()
+    path = SCANNERS.get(name) or (name if "." in name else None)
+    if path is None:
+        raise ValueError(f"PII_SCANNER={name!r}: use one of {', '.join(SCANNERS)} or a dotted path")
+    return import_string(path).from_settings()
 
 
 __all__ = [

@@ -1,0 +1,88 @@
+"""Real Celery workers for integration tests, on the test database and the test process's
+embedded (filesystem) broker folder."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+
+class Worker:
+    def __init__(self, tmp_path: Path, env: dict[str, str], pool: str, concurrency: int, name: str):
+        self.log_path = tmp_path / f"{name}.log"
+        self._log = open(self.log_path, "w+")  # noqa: SIM115
+        celery = Path(sys.executable).parent / "celery"
+        self.proc = subprocess.Popen(
+            [
+                str(celery),
+                "-A",
+                "console",
+                "worker",
+                f"--pool={pool}",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"{name}-{os.getpid()}@%h",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()[-4000:]
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once: no chance to finish or acknowledge."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    workers: list[Worker] = []
+
+    def start(pool: str = "solo", concurrency: int = 1, **extra_env: str) -> Worker:
+        env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="console.settings.test",
+            DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
+            **extra_env,
+        )
+        worker = Worker(tmp_path, env, pool, concurrency, f"w{len(workers)}")
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(condition, worker: Worker, timeout: float = 45.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if worker.proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"{what} not met; worker log:\n{worker.log()}")
