@@ -111,6 +111,7 @@ class ExportState(models.Model):
     last_run_at = models.DateTimeField(null=True, blank=True)
     exported_total = models.PositiveBigIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="Held by the export running now.")
 
     def __str__(self) -> str:
         return f"{self.warehouse}: {self.exported_total}"

@@ -9,8 +9,8 @@ only events still staged or quarantined are stored, under the row lock, so nothi
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -375,40 +375,55 @@ def export_row(event: LogEvent, team_slug: str) -> dict[str, Any]:
     }
 
 
+EXPORT_LEASE = timedelta(minutes=10)
+
+
 def log_events_export(*, max_batches: int = 20) -> int:
     """Beat: send stored, not yet exported events to the warehouse, oldest first. An event is marked
     exported only after the warehouse took it; a failed export is retried from the same place, and the
-    warehouse dedups a re-sent request id. Never sends staged or quarantined events."""
+    warehouse skips a re-sent request id. Never sends staged or quarantined events. One export runs at a
+    time: it holds a lease on the warehouse's ExportState row (a crashed export's lease expires)."""
     warehouse = get_warehouse()
     state, _ = ExportState.objects.get_or_create(warehouse=warehouse.name)
     if warehouse.name == "local":
         return 0
+    now = timezone.now()
+    claimed = (
+        ExportState.objects.filter(pk=state.pk)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + EXPORT_LEASE)
+    )
+    if not claimed:
+        return 0
     sent = 0
-    for _ in range(max_batches):
-        batch = list(
-            LogEvent.objects.filter(state=EventState.STORED, exported_at__isnull=True)
-            .select_related("team")
-            .order_by("stored_at", "id")[:EXPORT_BATCH]
-        )
-        if not batch:
-            break
-        try:
-            warehouse.export([export_row(e, e.team.slug) for e in batch])
-        except WarehouseUnavailable as exc:
-            ExportState.objects.filter(pk=state.pk).update(
-                last_run_at=timezone.now(), last_error=str(exc)[:500]
+    try:
+        for _ in range(max_batches):
+            batch = list(
+                LogEvent.objects.filter(state=EventState.STORED, exported_at__isnull=True)
+                .select_related("team")
+                .order_by("stored_at", "id")[:EXPORT_BATCH]
             )
-            raise
-        now = timezone.now()
-        with transaction.atomic():
-            LogEvent.objects.filter(pk__in=[e.pk for e in batch]).update(exported_at=now)
-            ExportState.objects.filter(pk=state.pk).update(
-                last_exported_at=batch[-1].stored_at,
-                last_run_at=now,
-                last_error="",
-                exported_total=F("exported_total") + len(batch),
-            )
-        sent += len(batch)
+            if not batch:
+                break
+            try:
+                warehouse.export([export_row(e, e.team.slug) for e in batch])
+            except WarehouseUnavailable as exc:
+                ExportState.objects.filter(pk=state.pk).update(
+                    last_run_at=timezone.now(), last_error=str(exc)[:500]
+                )
+                raise
+            done = timezone.now()
+            with transaction.atomic():
+                LogEvent.objects.filter(pk__in=[e.pk for e in batch]).update(exported_at=done)
+                ExportState.objects.filter(pk=state.pk).update(
+                    last_exported_at=batch[-1].stored_at,
+                    last_run_at=done,
+                    last_error="",
+                    exported_total=F("exported_total") + len(batch),
+                )
+            sent += len(batch)
+    finally:
+        ExportState.objects.filter(pk=state.pk).update(lease_until=None)
     return sent
 
 

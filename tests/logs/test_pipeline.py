@@ -203,3 +203,17 @@ def test_log_policy_is_governed(world):
         "redaction_mode": "mask",
         "retention_days": 7,
     }
+
+
+def test_only_one_export_runs_at_a_time(ingest, scanner, monkeypatch):
+    warehouse = RecordingWarehouse()
+    monkeypatch.setattr("apps.logs.services.get_warehouse", lambda: warehouse)
+    rows = ingest(event("a"))
+    log_events_scan(event_ids=[rows[0].pk])
+    ExportState.objects.create(warehouse="recording", lease_until=timezone.now() + timedelta(minutes=5))
+    assert log_events_export() == 0  # another export holds the lease
+    ExportState.objects.filter(warehouse="recording").update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert log_events_export() == 1  # an expired lease (a crashed export) is taken over
+    assert ExportState.objects.get(warehouse="recording").lease_until is None
