@@ -201,6 +201,8 @@ GOOGLE_CLOUD_PROJECT = env.str("GOOGLE_CLOUD_PROJECT", default="")
 DLP_LOCATION = env.str("DLP_LOCATION", default="global")
 DLP_API_ENDPOINT = env.str("DLP_API_ENDPOINT", default="")  # tests point this at the in-repo fake
 DLP_TIMEOUT_SECONDS = env.float("DLP_TIMEOUT_SECONDS", default=30.0)
+DLP_RETRY = env.bool("DLP_RETRY", default=True)  # a short retry on UNAVAILABLE; False: retry=None
+DLP_ANONYMOUS_CREDENTIALS = env.bool("DLP_ANONYMOUS_CREDENTIALS", default=False)  # only for the in-repo fake
 BIGQUERY_DATASET = env.str("BIGQUERY_DATASET", default="atalaya")
 BIGQUERY_TABLE = env.str("BIGQUERY_TABLE", default="log_events")
 BIGQUERY_LOCATION = env.str("BIGQUERY_LOCATION", default="EU")

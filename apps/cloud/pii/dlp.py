@@ -175,7 +175,7 @@ class DlpScanner:
         project = settings.GOOGLE_CLOUD_PROJECT
         if not project:
             raise ImproperlyConfigured("PII_SCANNER=dlp needs GOOGLE_CLOUD_PROJECT")
-        if credentials is None and getattr(settings, "DLP_ANONYMOUS_CREDENTIALS", False):
+        if credentials is None and settings.DLP_ANONYMOUS_CREDENTIALS:
             from google.auth.credentials import AnonymousCredentials
 
             credentials = AnonymousCredentials()  # only for the in-repo fake
@@ -190,7 +190,7 @@ class DlpScanner:
             project=project,
             location=settings.DLP_LOCATION or "global",
             timeout=timeout,
-            retry=default_retry(timeout) if getattr(settings, "DLP_RETRY", True) else None,
+            retry=default_retry(timeout) if settings.DLP_RETRY else None,
         )
 
     # -- the scan -------------------------------------------------------------------------------
