@@ -232,7 +232,7 @@ def test_a_stopped_service_raises_scanner_unavailable(dlp_scanner, dlp_fake):
 
 
 def test_the_production_retry_retries_unavailable_only(dlp_settings, dlp_fake):
-    del dlp_settings.DLP_RETRY  # the default: a short retry on UNAVAILABLE
+    dlp_settings.DLP_RETRY = True  # the production default: a short retry on UNAVAILABLE
     scanner = DlpScanner.from_settings(credentials=AnonymousCredentials())
     assert isinstance(scanner.retry, api_retry.Retry)
 
