@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.roles import AUDIT_READERS, CATALOG_READERS, Role
 from apps.accounts.selectors import user_team_roles
+from apps.logs.selectors import LOG_AGGREGATE_READERS
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
@@ -31,6 +32,8 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         from apps.workflows.selectors import review_queue
 
         add("workflows", _("Reviews"), reverse("workflows:queue"), review_queue(user=user).count())
+    if held & LOG_AGGREGATE_READERS:
+        add("logs", _("Logs"), reverse("logs:explorer"))
     if held & AUDIT_READERS:
         add("audit", _("Audit"), reverse("audit:list"))
     add("accounts", _("Tokens"), reverse("accounts:tokens"))

@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import Substr
 
 from apps.accounts.models import User
 from apps.accounts.roles import Role
 from apps.accounts.selectors import user_team_ids
-from apps.logs.models import EventState, LogEvent
+from apps.logs.models import EventState, ExportState, LogEvent, TeamLogPolicy
 
 LOG_TEXT_READERS = frozenset({Role.ADMIN, Role.GOVERNANCE, Role.ENGINEER})
 LOG_AGGREGATE_READERS = LOG_TEXT_READERS | {Role.PRODUCT_OWNER}
@@ -157,3 +158,52 @@ def quarantine_list(*, user: User, team_id: int | None = None) -> QuerySet[LogEv
         .select_related("team")
         .order_by("next_attempt_at", "id")
     )
+
+
+def log_event_rows(*, user: User, filters: LogFilters) -> QuerySet[LogEvent]:
+    """log_event_list for a table: the text left in the database but for a short preview of the
+    (redacted) output or error."""
+    return (
+        log_event_list(user=user, filters=filters)
+        .defer("input", "output", "error", "metadata", "end_user")
+        .annotate(output_preview=Substr("output", 1, 160), error_preview=Substr("error", 1, 160))
+    )
+
+
+def log_filter_suggestions(*, user: User, roles: frozenset[str], sample: int = 2000) -> dict[str, list[str]]:
+    """Apps, prompts, models and infoTypes seen in the latest stored events of the user's teams (a bounded
+    sample, one query): suggestions for the explorer's filters, never text."""
+    rows = (
+        LogEvent.objects.filter(state=EventState.STORED, team_id__in=user_team_ids(user, roles))
+        .order_by("-started_at")
+        .values_list("app", "prompt", "model", "pii_types")[:sample]
+    )
+    apps: set[str] = set()
+    prompts: set[str] = set()
+    models: set[str] = set()
+    info_types: set[str] = set()
+    for app, prompt, model, pii_types in rows:
+        apps.add(app)
+        prompts.add(prompt)
+        models.add(model)
+        info_types.update(t for t in pii_types or [] if isinstance(t, str))
+    return {
+        "apps": sorted(a for a in apps if a),
+        "prompts": sorted(p for p in prompts if p),
+        "models": sorted(m for m in models if m),
+        "info_types": sorted(info_types),
+    }
+
+
+def export_state_list() -> QuerySet[ExportState]:
+    """The export's watermark per warehouse (no event data)."""
+    return ExportState.objects.order_by("warehouse")
+
+
+def team_log_policies(*, user: User) -> dict[int, TeamLogPolicy]:
+    """The log policies of the teams whose logs the user manages, by team id (a team without a row
+    has the defaults)."""
+    return {
+        p.team_id: p
+        for p in TeamLogPolicy.objects.filter(team_id__in=user_team_ids(user, QUARANTINE_READERS))
+    }
