@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('logs', '0001_initial'),
+        ("logs", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='exportstate',
-            name='lease_until',
-            field=models.DateTimeField(blank=True, help_text='Held by the export running now.', null=True),
+            model_name="exportstate",
+            name="lease_until",
+            field=models.DateTimeField(blank=True, help_text="Held by the export running now.", null=True),
         ),
     ]
