@@ -25,6 +25,7 @@ from apps.audit.services import audit_event_record
 from apps.cloud.pii import RedactionMode, RedactionPolicy, ScannerUnavailable, ScanResult, get_scanner
 from apps.cloud.pii.base import LIKELIHOODS
 from apps.cloud.warehouse import WarehouseUnavailable, get_warehouse
+from apps.common.bulk import bulk_insert_values, bulk_update
 from apps.common.exceptions import NotFound, PermissionDenied, Unprocessable
 from apps.logs import crypto
 from apps.logs.models import EventState, ExportState, LogEvent, LogFinding, TeamLogPolicy
@@ -45,7 +46,38 @@ class IngestResult:
     accepted_ids: list[int] = field(default_factory=list)
 
 
-def _staged_row(team: Team, event: LogEventIn, now) -> LogEvent:
+STAGED_FIELDS = (
+    "team",
+    "request_id",
+    "state",
+    "app",
+    "prompt",
+    "prompt_version",
+    "model",
+    "started_at",
+    "ended_at",
+    "tokens_in",
+    "tokens_out",
+    "latency_ms",
+    "status",
+    "staged_payload",
+    "received_at",
+    "output",
+    "error",
+    "metadata",
+    "end_user",
+    "search_text",
+    "has_pii",
+    "pii_types",
+    "redaction_mode",
+    "scanner",
+    "attempts",
+    "last_error",
+)
+
+
+def _staged_values(team: Team, event: LogEventIn, now) -> tuple:
+    """One staged row in STAGED_FIELDS order: figures as sent, every piece of text sealed."""
     messages = (
         event.input
         if isinstance(event.input, str)
@@ -58,22 +90,33 @@ def _staged_row(team: Team, event: LogEventIn, now) -> LogEvent:
         "metadata": event.metadata,
         "end_user": event.end_user,
     }
-    return LogEvent(
-        team=team,
-        request_id=event.request_id,
-        state=EventState.STAGED,
-        app=event.app,
-        prompt=event.prompt,
-        prompt_version=event.prompt_version,
-        model=event.model,
-        started_at=event.started_at,
-        ended_at=event.ended_at,
-        tokens_in=event.tokens_in,
-        tokens_out=event.tokens_out,
-        latency_ms=event.latency_ms,
-        status=event.status,
-        staged_payload=crypto.seal(payload),
-        received_at=now,
+    return (
+        team.pk,
+        event.request_id,
+        EventState.STAGED,
+        event.app,
+        event.prompt,
+        event.prompt_version,
+        event.model,
+        event.started_at,
+        event.ended_at,
+        event.tokens_in,
+        event.tokens_out,
+        event.latency_ms,
+        event.status,
+        crypto.seal(payload),
+        now,
+        "",
+        "",
+        {},
+        "",
+        "",
+        False,
+        [],
+        "",
+        "",
+        0,
+        "",
     )
 
 
@@ -90,7 +133,9 @@ def log_events_ingest(*, actor: User, team: Team, events: Sequence[tuple[int, Lo
             result.duplicate += 1
         else:
             unique[event.request_id] = event
-    rows = [_staged_row(team, event, now) for event in unique.values()]  # encrypt outside the lock
+    rows = {
+        rid: _staged_values(team, event, now) for rid, event in unique.items()
+    }  # encrypt outside the lock
     for attempt in range(3):
         try:
             with transaction.atomic():
@@ -99,9 +144,13 @@ def log_events_ingest(*, actor: User, team: Team, events: Sequence[tuple[int, Lo
                         "request_id", flat=True
                     )
                 )
-                fresh = [row for row in rows if row.request_id not in known]
-                created = LogEvent.objects.bulk_create(fresh, batch_size=250)
-                ids = [row.pk for row in created]
+                fresh = [rid for rid in rows if rid not in known]
+                bulk_insert_values(LogEvent, STAGED_FIELDS, [rows[rid] for rid in fresh])
+                ids = list(
+                    LogEvent.objects.filter(team=team, request_id__in=fresh)
+                    .order_by("id")
+                    .values_list("pk", flat=True)
+                )
                 transaction.on_commit(partial(_dispatch_scan, ids))
             break
         except IntegrityError:  # a concurrent batch with the same request ids committed first: look again
@@ -217,6 +266,25 @@ def log_events_scan(*, event_ids: Sequence[int]) -> dict[str, int]:
     return {"stored": _store(prepared, results_per_row, scanner.name, policies), "quarantined": 0}
 
 
+STORED_FIELDS = (
+    "input",
+    "output",
+    "error",
+    "metadata",
+    "end_user",
+    "search_text",
+    "state",
+    "staged_payload",
+    "has_pii",
+    "pii_types",
+    "redaction_mode",
+    "scanner",
+    "stored_at",
+    "next_attempt_at",
+    "last_error",
+)
+
+
 def _store(
     prepared: list[tuple[LogEvent, dict[str, Any], list[str]]],
     results: list[list[ScanResult]],
@@ -234,7 +302,7 @@ def _store(
             .values_list("pk", flat=True)
         )
         updated: list[LogEvent] = []
-        findings: list[LogFinding] = []
+        findings: list[tuple[int, str, int, str]] = []
         for (row, payload, _), scanned in zip(prepared, results, strict=True):
             if row.pk not in still_pending:
                 continue
@@ -245,10 +313,7 @@ def _store(
                     count, likelihood = per_type.get(finding.info_type, (0, "VERY_UNLIKELY"))
                     strongest = max(likelihood, finding.likelihood, key=_likelihood_rank)
                     per_type[finding.info_type] = (count + 1, strongest)
-            findings.extend(
-                LogFinding(event_id=row.pk, info_type=t, count=c, likelihood=lk)
-                for t, (c, lk) in per_type.items()
-            )
+            findings.extend((row.pk, t, c, lk) for t, (c, lk) in per_type.items())
             row.state = EventState.STORED
             row.staged_payload = None
             row.has_pii = bool(per_type)
@@ -259,28 +324,8 @@ def _store(
             row.next_attempt_at = None
             row.last_error = ""
             updated.append(row)
-        LogEvent.objects.bulk_update(
-            updated,
-            [
-                "input",
-                "output",
-                "error",
-                "metadata",
-                "end_user",
-                "search_text",
-                "state",
-                "staged_payload",
-                "has_pii",
-                "pii_types",
-                "redaction_mode",
-                "scanner",
-                "stored_at",
-                "next_attempt_at",
-                "last_error",
-            ],
-            batch_size=100,
-        )
-        LogFinding.objects.bulk_create(findings, batch_size=500)
+        bulk_update(updated, STORED_FIELDS)
+        bulk_insert_values(LogFinding, ("event", "info_type", "count", "likelihood"), findings)
     return len(updated)
 
 
