@@ -155,6 +155,8 @@ def demo_seed(*, password: str) -> DemoResult:
             message="First version",
         )
 
+        _demo_logs(eng)
+
         _, result.token = token_create(
             actor=eng,
             user=eng,
@@ -167,3 +169,82 @@ def demo_seed(*, password: str) -> DemoResult:
         result.users.append((username, username, [f"{role}@{team}" for team, role in roles]))
     assert Prompt.objects.exists()
     return result
+
+
+DEMO_QUESTIONS = [
+    (
+        "es",
+        "Hola, soy Lucía Fernández (DNI 12345678Z). Mi pedido 4411 no ha llegado. Escribidme a "
+        "lucia.fernandez@example.com o al 612 345 678.",
+    ),
+    (
+        "en",
+        "Hi, I was charged twice on card 4111 1111 1111 1111. Please refund to my account, "
+        "email john.carter@example.org.",
+    ),
+    ("es", "¿Podéis cambiar la domiciliación a la cuenta ES91 2100 0418 4502 0005 1332? Gracias."),
+    ("en", "My order #88213 is late. Call me at (415) 555-0132 after 5pm."),
+    ("es", "Necesito la factura de noviembre, por favor."),
+    ("en", "Where can I download last month's invoice?"),
+]
+DEMO_ANSWERS = [
+    "Thanks for writing. I have forwarded your request to our team; you will hear from us within 24 hours.",
+    "Gracias por escribirnos. Hemos registrado tu solicitud y te responderemos en menos de 24 horas.",
+]
+
+
+def _demo_logs(engineer: User) -> None:
+    """A few hundred logged calls of the demo support bot, scanned and stored redacted like real ones."""
+    from datetime import timedelta
+
+    import msgspec
+    from django.utils import timezone
+
+    from apps.logs.models import LogEvent
+    from apps.logs.schemas import LogEventIn
+    from apps.logs.services import log_events_ingest, log_events_scan
+
+    team = Team.objects.get(slug="support")
+    now = timezone.now()
+    events = []
+    for i in range(240):
+        lang, question = DEMO_QUESTIONS[i % len(DEMO_QUESTIONS)]
+        started = now - timedelta(hours=i * 0.7)
+        failed = i % 37 == 5
+        events.append(
+            (
+                i,
+                msgspec.convert(
+                    {
+                        "request_id": f"demo-{i:04d}",
+                        "started_at": started.isoformat(),
+                        "ended_at": (started + timedelta(milliseconds=900 + (i * 53) % 1400)).isoformat(),
+                        "app": "support-bot" if i % 5 else "support-email",
+                        "prompt": "support-reply",
+                        "prompt_version": 1,
+                        "model": "gemini-2.5-flash" if i % 4 else "gemini-2.5-flash-lite",
+                        "input": [
+                            {
+                                "role": "system",
+                                "content": SUPPORT_V1[0]["template"].replace("{{ company }}", "Acme"),
+                            },
+                            {"role": "user", "content": question},
+                        ],
+                        "output": None if failed else DEMO_ANSWERS[lang == "es"],
+                        "status": "error" if failed else "ok",
+                        "error": "DEADLINE_EXCEEDED" if failed else None,
+                        "tokens_in": 180 + (i * 17) % 240,
+                        "tokens_out": 0 if failed else 40 + (i * 11) % 90,
+                        "latency_ms": 900 + (i * 53) % 1400,
+                        "end_user": f"customer-{i % 41:03d}",
+                        "metadata": {"channel": "web" if i % 3 else "email"},
+                    },
+                    LogEventIn,
+                ),
+            )
+        )
+    result = log_events_ingest(actor=engineer, team=team, events=events)
+    ids = list(LogEvent.objects.filter(team=team).values_list("pk", flat=True))
+    for start in range(0, len(ids), 500):
+        log_events_scan(event_ids=ids[start : start + 500])
+    assert result.accepted == len(events)

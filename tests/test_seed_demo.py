@@ -1,0 +1,31 @@
+from django.core.management import call_command
+
+from apps.accounts.models import ApiToken, Membership, User
+from apps.audit.services import audit_chain_verify
+from apps.catalog.models import PromptLabel, VersionStatus
+from apps.logs.models import EventState, LogEvent
+from apps.workflows.models import ApprovalRequest
+
+
+def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
+    call_command("seed_demo")
+    out = capsys.readouterr().out
+    for username in ("admin", "gov", "gov2", "eng", "eng2", "owner", "ann1", "ann2"):
+        assert username in out
+        assert User.objects.get(username=username).check_password("demo")
+    roles = set(Membership.objects.values_list("user__username", "team__slug", "role"))
+    assert ("eng2", "finance", "engineer") in roles and ("gov", "support", "governance") in roles
+    assert {team for user, team, _ in roles if user != "eng2"} == {"support"}
+    token_line = next(line.strip() for line in out.splitlines() if line.strip().startswith("atl_"))
+    assert ApiToken.objects.count() == 1 and not ApiToken.objects.filter(token_hash=token_line).exists()
+
+    production = PromptLabel.objects.get(prompt__name="support-reply", name="production")
+    assert production.version.number == 1 and production.version.status == VersionStatus.APPROVED
+    assert ApprovalRequest.objects.filter(status="open").count() == 1  # v2 waits for governance
+    assert LogEvent.objects.filter(state=EventState.STORED).count() == 240
+    assert not any("@example.com" in (e.input[1]["content"]) for e in LogEvent.objects.all())
+    assert audit_chain_verify().ok
+
+    call_command("seed_demo")
+    assert "already present" in capsys.readouterr().out
+    assert LogEvent.objects.count() == 240 and User.objects.count() == 8
