@@ -33,6 +33,8 @@ class LogEvent(models.Model):
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=20, default="ok")
+    cost = models.DecimalField(max_digits=16, decimal_places=8, null=True, blank=True)  # null: unpriced
+    latency_bucket = models.PositiveSmallIntegerField(null=True, blank=True)  # apps.costs.latency
 
     # Staged: the raw text, encrypted (apps.logs.crypto); deleted once the event is stored.
     staged_payload = models.BinaryField(null=True, editable=False)

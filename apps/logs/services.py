@@ -27,6 +27,9 @@ from apps.cloud.pii.base import LIKELIHOODS
 from apps.cloud.warehouse import WarehouseUnavailable, get_warehouse
 from apps.common.bulk import bulk_insert_values, bulk_update
 from apps.common.exceptions import NotFound, PermissionDenied, Unprocessable
+from apps.costs.latency import bucket_of as latency_bucket_of
+from apps.costs.pricing import PriceBook
+from apps.costs.services import hours_mark_dirty
 from apps.logs import crypto
 from apps.logs.models import EventState, ExportState, LogEvent, LogFinding, TeamLogPolicy
 from apps.logs.schemas import LogEventIn
@@ -237,7 +240,18 @@ def log_events_scan(*, event_ids: Sequence[int]) -> dict[str, int]:
     rows = list(
         LogEvent.objects.filter(pk__in=event_ids, state__in=[EventState.STAGED, EventState.QUARANTINED])
         .exclude(staged_payload=None)
-        .only("id", "team_id", "staged_payload", "attempts")
+        .only(
+            "id",
+            "team_id",
+            "staged_payload",
+            "attempts",
+            "model",
+            "started_at",
+            "ended_at",
+            "tokens_in",
+            "tokens_out",
+            "latency_ms",
+        )
     )
     if not rows:
         return {"stored": 0, "quarantined": 0}
@@ -282,6 +296,8 @@ STORED_FIELDS = (
     "stored_at",
     "next_attempt_at",
     "last_error",
+    "cost",
+    "latency_bucket",
 )
 
 
@@ -292,6 +308,7 @@ def _store(
     policies: dict[int, RedactionPolicy],
 ) -> int:
     now = timezone.now()
+    prices = PriceBook(row.model for row, _, _ in prepared)
     with transaction.atomic():
         still_pending = set(
             LogEvent.objects.select_for_update()
@@ -314,6 +331,11 @@ def _store(
                     strongest = max(likelihood, finding.likelihood, key=_likelihood_rank)
                     per_type[finding.info_type] = (count + 1, strongest)
             findings.extend((row.pk, t, c, lk) for t, (c, lk) in per_type.items())
+            row.cost = prices.cost(row.model, row.started_at, row.tokens_in, row.tokens_out)
+            latency: float | None = row.latency_ms
+            if latency is None and row.ended_at is not None:
+                latency = (row.ended_at - row.started_at).total_seconds() * 1000
+            row.latency_bucket = latency_bucket_of(latency) if latency is not None else None
             row.state = EventState.STORED
             row.staged_payload = None
             row.has_pii = bool(per_type)
@@ -325,6 +347,7 @@ def _store(
             row.last_error = ""
             updated.append(row)
         bulk_update(updated, STORED_FIELDS)
+        hours_mark_dirty((row.team_id, row.started_at) for row in updated)
         bulk_insert_values(LogFinding, ("event", "info_type", "count", "likelihood"), findings)
     return len(updated)
 

@@ -15,6 +15,7 @@ from apps.common.models import BaseModel
 class SubjectKind(models.TextChoices):
     PROMPT_VERSION = "prompt_version", _("Prompt version")
     LABEL_MOVE = "label_move", _("Protected label move")
+    BUDGET_RAISE = "budget_raise", _("Budget raise")
 
 
 class ApprovalPolicy(BaseModel):

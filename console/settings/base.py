@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.cloud",
     "apps.logs",
+    "apps.costs",
 ]
 
 MIDDLEWARE = [
@@ -178,6 +179,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "logs-dispatch-pending": {"task": "workers.logs.dispatch_pending", "schedule": timedelta(seconds=30)},
     "logs-export": {"task": "workers.logs.export", "schedule": timedelta(minutes=1)},
+    "costs-rollup": {"task": "workers.costs.rollup", "schedule": timedelta(minutes=1)},
     "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
     "audit-verify-chain": {
         "task": "workers.audit.verify_chain",
@@ -219,6 +221,10 @@ LOG_STAGED_GRACE_SECONDS = env.int("ATALAYA_LOG_STAGED_GRACE_SECONDS", default=6
 LOG_RETRY_BASE_SECONDS = env.int("ATALAYA_LOG_RETRY_BASE_SECONDS", default=30)
 LOG_RETRY_MAX_SECONDS = env.int("ATALAYA_LOG_RETRY_MAX_SECONDS", default=3600)
 LOG_DEFAULT_RETENTION_DAYS = env.int("ATALAYA_LOG_RETENTION_DAYS", default=90)
+
+# Costs: one currency for prices, spend and budgets.
+COSTS_CURRENCY = env.str("ATALAYA_CURRENCY", default="USD")
+BUDGET_STATE_CACHE_SECONDS = 5
 
 # API tokens: how often "last used" is written (a write per request would serialise the hot path).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60

@@ -1,0 +1,24 @@
+from celery import shared_task
+from django.db import OperationalError
+
+from apps.costs.services import budget_alert_notify, budgets_evaluate_all, usage_rollup
+
+
+@shared_task(
+    name="workers.costs.rollup",
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    max_retries=5,
+    soft_time_limit=240,
+    time_limit=300,
+)
+def rollup() -> dict:
+    """Beat, every minute: rebuild the hours where events were stored, then evaluate every budget."""
+    return {"hours": usage_rollup(), "budgets": budgets_evaluate_all()}
+
+
+@shared_task(
+    name="workers.costs.notify_alert", autoretry_for=(OperationalError,), retry_backoff=True, max_retries=8
+)
+def notify_alert(alert_id: int) -> bool:
+    return budget_alert_notify(alert_id=alert_id)
