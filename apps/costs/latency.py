@@ -22,7 +22,7 @@ def upper_bound(bucket: int) -> float:
     return GROWTH**bucket
 
 
-def merge(histograms: Iterable[Mapping[str | int, int]]) -> dict[int, int]:
+def merge(histograms: Iterable[Mapping[str, int] | Mapping[int, int]]) -> dict[int, int]:
     total: dict[int, int] = {}
     for histogram in histograms:
         for bucket, count in histogram.items():
@@ -30,7 +30,7 @@ def merge(histograms: Iterable[Mapping[str | int, int]]) -> dict[int, int]:
     return total
 
 
-def percentile(histogram: Mapping[str | int, int], q: float) -> float | None:
+def percentile(histogram: Mapping[str, int] | Mapping[int, int], q: float) -> float | None:
     """The q-th percentile (0 < q ≤ 100) in ms, or None for an empty histogram."""
     items = sorted((int(b), c) for b, c in histogram.items() if c)
     count = sum(c for _, c in items)

@@ -278,3 +278,18 @@ def test_only_managers_create_budgets(world):
         with pytest.raises(PermissionDenied):
             budget_create(actor=world.users[username], team=world.support, name="x", amount=Decimal(1))
     assert not Budget.objects.exists()
+
+
+def test_summary_reads_whole_days_and_partial_edges_exactly(world):
+    from apps.costs.selectors import CostFilters, costs_summary
+
+    stamps = [T0 - timedelta(days=2, hours=5), T0 - timedelta(days=1), T0, T0 + timedelta(hours=3)]
+    _store(world, *[ev(f"e{i}", at=at, latency_ms=100 * (i + 1)) for i, at in enumerate(stamps)])
+    usage_rollup()
+    since, until = T0 - timedelta(days=2, hours=6), T0 + timedelta(hours=1)  # excludes the last event
+    summary = costs_summary(user=world.owner, filters=CostFilters(since=since, until=until), group_by="day")
+    assert summary["totals"]["requests"] == 3
+    assert summary["totals"]["spend"] == Decimal("0.0084")
+    assert [g["requests"] for g in summary["groups"]] == [1, 1, 1]
+    assert costs_summary(user=world.fin_eng, filters=CostFilters(since=since, until=until))["totals"]["requests"] == 0
+    assert costs_summary(user=world.ann1, filters=CostFilters(since=since, until=until))["totals"]["requests"] == 0

@@ -1,0 +1,184 @@
+"""Reads of costs, from the rollups (never from the raw events): summaries, series and budgets."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apps.accounts.models import User
+from apps.accounts.roles import Role
+from apps.accounts.selectors import user_team_ids
+from apps.costs import latency
+from apps.costs.models import Budget, BudgetState, Granularity, UsageRollup
+from apps.costs.periods import period_bounds
+
+COST_READERS = frozenset({Role.ADMIN, Role.GOVERNANCE, Role.PRODUCT_OWNER, Role.ENGINEER})
+GROUP_BY = ("team", "app", "model", "prompt", "prompt_version", "day", "hour")
+
+
+@dataclass(frozen=True)
+class CostFilters:
+    since: datetime
+    until: datetime
+    team_ids: tuple[int, ...] = ()
+    app: str = ""
+    model: str = ""
+    prompt: str = ""
+
+
+def _day(at: datetime) -> datetime:
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(at: datetime) -> datetime:
+    day = _day(at)
+    return day if day == at else day + timedelta(days=1)
+
+
+def rollups_for(*, user: User, filters: CostFilters) -> QuerySet[UsageRollup]:
+    """The rollups covering [since, until) exactly: whole days from day rollups, the partial days at
+    either end from hour rollups (hour-aligned bounds; a partial hour counts whole)."""
+    allowed = set(user_team_ids(user, COST_READERS))
+    teams = [t for t in filters.team_ids if t in allowed] if filters.team_ids else list(allowed)
+    since = filters.since.replace(minute=0, second=0, microsecond=0)
+    until = filters.until
+    first_day, last_day = _ceil_day(since), _day(until)
+    if first_day < last_day:
+        span = (
+            Q(granularity=Granularity.DAY, bucket__gte=first_day, bucket__lt=last_day)
+            | Q(granularity=Granularity.HOUR, bucket__gte=since, bucket__lt=first_day)
+            | Q(granularity=Granularity.HOUR, bucket__gte=last_day, bucket__lt=until)
+        )
+    else:
+        span = Q(granularity=Granularity.HOUR, bucket__gte=since, bucket__lt=until)
+    qs = UsageRollup.objects.filter(span, team_id__in=teams)
+    if filters.app:
+        qs = qs.filter(app=filters.app)
+    if filters.model:
+        qs = qs.filter(model=filters.model)
+    if filters.prompt:
+        qs = qs.filter(prompt=filters.prompt)
+    return qs
+
+
+@dataclass
+class Totals:
+    requests: int = 0
+    errors: int = 0
+    pii_requests: int = 0
+    unpriced_requests: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: Decimal = Decimal(0)
+    histogram: dict[int, int] = field(default_factory=dict)
+
+    def add(self, row: Any) -> None:
+        self.requests += row["requests"]
+        self.errors += row["errors"]
+        self.pii_requests += row["pii_requests"]
+        self.unpriced_requests += row["unpriced_requests"]
+        self.tokens_in += row["tokens_in"]
+        self.tokens_out += row["tokens_out"]
+        self.cost += row["cost"]
+        for bucket, count in row["latency"].items():
+            self.histogram[int(bucket)] = self.histogram.get(int(bucket), 0) + count
+
+    def as_dict(self) -> dict[str, Any]:
+        tokens = self.tokens_in + self.tokens_out
+        return {
+            "spend": self.cost,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": self.errors / self.requests if self.requests else None,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost_per_1k_tokens": (self.cost * 1000 / tokens) if tokens else None,
+            "unpriced_requests": self.unpriced_requests,
+            "pii_rate": self.pii_requests / self.requests if self.requests else None,
+            "latency_p50_ms": latency.percentile(self.histogram, 50),
+            "latency_p95_ms": latency.percentile(self.histogram, 95),
+            "latency_p99_ms": latency.percentile(self.histogram, 99),
+        }
+
+
+FIELDS = (
+    "team__slug",
+    "app",
+    "model",
+    "prompt",
+    "prompt_version",
+    "bucket",
+    "granularity",
+    "requests",
+    "errors",
+    "pii_requests",
+    "unpriced_requests",
+    "tokens_in",
+    "tokens_out",
+    "cost",
+    "latency",
+)
+
+
+def costs_summary(*, user: User, filters: CostFilters, group_by: str = "") -> dict[str, Any]:
+    """Totals over the range and, with group_by, the same figures per group (sorted by spend)."""
+    totals = Totals()
+    groups: dict[Any, Totals] = defaultdict(Totals)
+    for row in rollups_for(user=user, filters=filters).values(*FIELDS).iterator(chunk_size=5000):
+        totals.add(row)
+        if group_by:
+            groups[_group_key(row, group_by)].add(row)
+    result = {"since": filters.since, "until": filters.until, "totals": totals.as_dict()}
+    if group_by:
+        ordered = (
+            sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+            if group_by in {"day", "hour"}
+            else sorted(groups.items(), key=lambda kv: -kv[1].cost)
+        )
+        result["groups"] = [{"key": key, **g.as_dict()} for key, g in ordered]
+    return result
+
+
+def _group_key(row: dict[str, Any], group_by: str) -> Any:
+    if group_by == "team":
+        return row["team__slug"]
+    if group_by == "day":
+        return _day(timezone.localtime(row["bucket"])).date().isoformat()
+    if group_by == "hour":
+        return (
+            row["bucket"].isoformat()
+            if row["granularity"] == Granularity.HOUR
+            else _day(row["bucket"]).isoformat()
+        )
+    return row[group_by]
+
+
+def budget_list(*, user: User, team_id: int | None = None) -> QuerySet[Budget]:
+    qs = Budget.objects.filter(team_id__in=user_team_ids(user, COST_READERS)).select_related("team")
+    if team_id is not None:
+        qs = qs.filter(team_id=team_id)
+    return qs.order_by("team__slug", "name")
+
+
+def budget_current(*, budget: Budget, now: datetime | None = None) -> dict[str, Any]:
+    """This period's spend, limit, percent used and a run-rate forecast of the spend at period end."""
+    now = now or timezone.now()
+    start, end = period_bounds(budget.period, now)
+    state = BudgetState.objects.filter(budget=budget, period_start=start).first()
+    spend = state.spend if state else Decimal(0)
+    limit = state.limit if state else budget.amount
+    elapsed = max((now - start).total_seconds(), 1.0)
+    forecast = spend * Decimal((end - start).total_seconds() / elapsed)
+    return {
+        "period_start": start,
+        "period_end": end,
+        "spend": spend,
+        "limit": limit,
+        "percent": float(spend * 100 / limit) if limit else None,
+        "forecast": forecast,
+        "exhausted": bool(state and state.exhausted),
+    }
