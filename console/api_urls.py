@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("apps.audit.api_urls")),
     path("", include("apps.accounts.api_urls")),
     path("", include("apps.logs.api_urls")),
+    path("", include("apps.costs.api_urls")),
 ]

@@ -21,6 +21,7 @@ class Scope(models.TextChoices):
     LOGS_WRITE = "logs:write", _("Send logs")
     FEEDBACK_WRITE = "feedback:write", _("Send end-user feedback")
     COSTS_READ = "costs:read", _("Read costs")
+    COSTS_WRITE = "costs:write", _("Manage budgets and price tables")
     ALL = "all", _("Everything its user may do in the team")
 
 

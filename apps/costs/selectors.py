@@ -13,7 +13,7 @@ from apps.accounts.models import User
 from apps.accounts.roles import Role
 from apps.accounts.selectors import user_team_ids
 from apps.costs import latency
-from apps.costs.models import Budget, BudgetState, Granularity, UsageRollup
+from apps.costs.models import Budget, BudgetState, Granularity, Price, UsageRollup
 from apps.costs.periods import period_bounds
 
 COST_READERS = frozenset({Role.ADMIN, Role.GOVERNANCE, Role.PRODUCT_OWNER, Role.ENGINEER})
@@ -157,11 +157,21 @@ def _group_key(row: dict[str, Any], group_by: str) -> Any:
     return row[group_by]
 
 
+def costs_can_read(*, user: User) -> bool:
+    """Whether the user reads costs in any team (prices are organisation-wide; everything else is per team)."""
+    return bool(user_team_ids(user, COST_READERS))
+
+
 def budget_list(*, user: User, team_id: int | None = None) -> QuerySet[Budget]:
     qs = Budget.objects.filter(team_id__in=user_team_ids(user, COST_READERS)).select_related("team")
     if team_id is not None:
         qs = qs.filter(team_id=team_id)
     return qs.order_by("team__slug", "name")
+
+
+def budget_get(*, user: User, budget_id: int) -> Budget | None:
+    """A budget the user may read (a cost reader of its team), or None."""
+    return budget_list(user=user).filter(pk=budget_id).first()
 
 
 def budget_current(*, budget: Budget, now: datetime | None = None) -> dict[str, Any]:
@@ -182,3 +192,20 @@ def budget_current(*, budget: Budget, now: datetime | None = None) -> dict[str, 
         "forecast": forecast,
         "exhausted": bool(state and state.exhausted),
     }
+
+
+def price_list(
+    *, user: User, kind: str = "", key: str = "", history: bool = False, now: datetime | None = None
+) -> QuerySet[Price]:
+    """Price rows, for cost readers of any team: those not yet ended (in effect now, or scheduled to start
+    later) unless `history` asks for every row, ended ones included."""
+    if not costs_can_read(user=user):
+        return Price.objects.none()
+    qs = Price.objects.select_related("created_by")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if key:
+        qs = qs.filter(key=key)
+    if not history:
+        qs = qs.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=now or timezone.now()))
+    return qs
