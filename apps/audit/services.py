@@ -15,7 +15,7 @@ from apps.audit.models import AuditChainHead, AuditEvent, AuditVerification
 from apps.common.middleware import current_request_context
 
 GENESIS_HASH = "0" * 64
-_SECRET_KEY = re.compile(r"(secret|password|token|api_?key|credential)", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"(secret|password|token|api_?key|credential|webhook)", re.IGNORECASE)
 MASK = "********"
 
 

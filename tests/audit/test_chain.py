@@ -97,6 +97,10 @@ def test_audit_outside_a_transaction_is_refused():
         audit_event_record(actor=None, action="audit.chain_verified")
 
 
+def test_webhook_urls_are_masked_they_are_secrets():
+    assert mask_secrets({"webhook_url": "https://hooks.example.com/T0/B0/XYZ"}) == {"webhook_url": "********"}
+
+
 def test_secrets_are_masked_at_any_depth():
     masked = mask_secrets(
         {"name": "x", "api_key": "abc", "nested": [{"password": "p", "ok": 1}], "token": ""}
