@@ -14,6 +14,7 @@ urlpatterns = [
     path("reviews/", include("apps.workflows.urls")),
     path("audit/", include("apps.audit.urls")),
     path("logs/", include("apps.logs.urls")),
+    path("costs/", include("apps.costs.urls")),
     path("api/v1/", include("console.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -5,6 +5,8 @@
 # Pinned versions (change them here, run this script, review the diff, commit static/vendor/):
 #   htmx.org  2.0.11   static/vendor/htmx/htmx.min.js  (BSD-2-Clause, LICENSE beside it)
 #     The 2.x line is the one django-htmx documents; 4.x changes attribute inheritance and event names.
+#   plotly.js-dist-min  4.1.2   static/vendor/plotly/plotly.min.js  (MIT, LICENSE beside it)
+#     The charts of the costs dashboards; figures are built server-side as plain JSON (no Python plotly).
 #
 # The CSS is our own (static/css/atalaya.css): no CSS framework is vendored.
 #
@@ -12,6 +14,7 @@
 set -euo pipefail
 
 HTMX_VERSION="2.0.11"
+PLOTLY_VERSION="4.1.2"
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="$(mktemp -d)"
@@ -33,6 +36,13 @@ mkdir -p "$dest"
 cp "$work/htmx.org/dist/htmx.min.js" "$dest/htmx.min.js"
 cp "$work/htmx.org/LICENSE" "$dest/LICENSE"
 echo "htmx.org $HTMX_VERSION" > "$dest/VERSION"
+
+fetch plotly.js-dist-min "$PLOTLY_VERSION"
+dest="$root/static/vendor/plotly"
+mkdir -p "$dest"
+cp "$work/plotly.js-dist-min/plotly.min.js" "$dest/plotly.min.js"
+cp "$work/plotly.js-dist-min/LICENSE" "$dest/LICENSE"
+echo "plotly.js-dist-min $PLOTLY_VERSION" > "$dest/VERSION"
 
 echo "Vendored into static/vendor/:"
 find "$root/static/vendor" -type f -printf '  %P (%s bytes)\n' | sort

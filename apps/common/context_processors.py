@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.roles import AUDIT_READERS, CATALOG_READERS, Role
 from apps.accounts.selectors import user_team_roles
+from apps.costs.selectors import COST_READERS
 from apps.logs.selectors import LOG_AGGREGATE_READERS
 
 
@@ -34,6 +35,8 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         add("workflows", _("Reviews"), reverse("workflows:queue"), review_queue(user=user).count())
     if held & LOG_AGGREGATE_READERS:
         add("logs", _("Logs"), reverse("logs:explorer"))
+    if held & COST_READERS:
+        add("costs", _("Costs"), reverse("costs:dashboard"))
     if held & AUDIT_READERS:
         add("audit", _("Audit"), reverse("audit:list"))
     add("accounts", _("Tokens"), reverse("accounts:tokens"))

@@ -1,6 +1,7 @@
 """Reads of costs, from the rollups (never from the raw events): summaries, series and budgets."""
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,7 +14,7 @@ from apps.accounts.models import User
 from apps.accounts.roles import Role
 from apps.accounts.selectors import user_team_ids
 from apps.costs import latency
-from apps.costs.models import Budget, BudgetState, Granularity, Price, UsageRollup
+from apps.costs.models import Budget, BudgetAlert, BudgetRaise, BudgetState, Granularity, Price, UsageRollup
 from apps.costs.periods import period_bounds
 
 COST_READERS = frozenset({Role.ADMIN, Role.GOVERNANCE, Role.PRODUCT_OWNER, Role.ENGINEER})
@@ -179,19 +180,7 @@ def budget_current(*, budget: Budget, now: datetime | None = None) -> dict[str, 
     now = now or timezone.now()
     start, end = period_bounds(budget.period, now)
     state = BudgetState.objects.filter(budget=budget, period_start=start).first()
-    spend = state.spend if state else Decimal(0)
-    limit = state.limit if state else budget.amount
-    elapsed = max((now - start).total_seconds(), 1.0)
-    forecast = spend * Decimal((end - start).total_seconds() / elapsed)
-    return {
-        "period_start": start,
-        "period_end": end,
-        "spend": spend,
-        "limit": limit,
-        "percent": float(spend * 100 / limit) if limit else None,
-        "forecast": forecast,
-        "exhausted": bool(state and state.exhausted),
-    }
+    return _current(budget, state, start, end, now)
 
 
 def price_list(
@@ -209,3 +198,106 @@ def price_list(
     if not history:
         qs = qs.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=now or timezone.now()))
     return qs
+
+
+# For the console's pages (apps/costs/views.py): several breakdowns in one read, budgets in bulk, and
+# the lists the pages show.
+
+
+def costs_breakdown(*, user: User, filters: CostFilters, group_bys: Sequence[str]) -> dict[str, Any]:
+    """What costs_summary gives, for several group_by at once, in one pass over the rollups (one
+    query): a dashboard with many charts reads the rollups once. Same figures as costs_summary."""
+    unknown = set(group_bys) - set(GROUP_BY)
+    if unknown:
+        raise ValueError(f"Unknown group_by: {', '.join(sorted(unknown))}")
+    totals = Totals()
+    groups: dict[str, dict[Any, Totals]] = {g: defaultdict(Totals) for g in group_bys}
+    for row in rollups_for(user=user, filters=filters).values(*FIELDS).iterator(chunk_size=5000):
+        totals.add(row)
+        for group_by, by_key in groups.items():
+            by_key[_group_key(row, group_by)].add(row)
+    return {
+        "since": filters.since,
+        "until": filters.until,
+        "totals": totals.as_dict(),
+        "groups": {
+            group_by: [{"key": key, **g.as_dict()} for key, g in _ordered(group_by, by_key)]
+            for group_by, by_key in groups.items()
+        },
+    }
+
+
+def _ordered(group_by: str, groups: dict[Any, Totals]) -> list[tuple[Any, Totals]]:
+    if group_by in {"day", "hour"}:
+        return sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+    return sorted(groups.items(), key=lambda kv: -kv[1].cost)
+
+
+def cost_filter_values(*, user: User, filters: CostFilters) -> dict[str, list[str]]:
+    """The apps, models and prompts with usage in the filters' teams and range (for the filter lists)."""
+    scope = CostFilters(since=filters.since, until=filters.until, team_ids=filters.team_ids)
+    apps: set[str] = set()
+    models: set[str] = set()
+    prompts: set[str] = set()
+    for app, model, prompt in (
+        rollups_for(user=user, filters=scope).values_list("app", "model", "prompt").distinct()
+    ):
+        apps.add(app)
+        models.add(model)
+        prompts.add(prompt)
+    return {
+        "apps": sorted(a for a in apps if a),
+        "models": sorted(m for m in models if m),
+        "prompts": sorted(p for p in prompts if p),
+    }
+
+
+def budgets_current(*, budgets: Sequence[Budget], now: datetime | None = None) -> dict[int, dict[str, Any]]:
+    """budget_current for several budgets, with one query for their states."""
+    now = now or timezone.now()
+    bounds = {b.pk: period_bounds(b.period, now) for b in budgets}
+    wanted = Q(pk__in=[])
+    for budget in budgets:
+        wanted |= Q(budget_id=budget.pk, period_start=bounds[budget.pk][0])
+    states = {s.budget_id: s for s in BudgetState.objects.filter(wanted)} if budgets else {}
+    return {b.pk: _current(b, states.get(b.pk), *bounds[b.pk], now) for b in budgets}
+
+
+def _current(
+    budget: Budget, state: BudgetState | None, start: datetime, end: datetime, now: datetime
+) -> dict[str, Any]:
+    spend = state.spend if state else Decimal(0)
+    limit = state.limit if state else budget.amount
+    elapsed = max((now - start).total_seconds(), 1.0)
+    forecast = spend * Decimal((end - start).total_seconds() / elapsed)
+    return {
+        "period_start": start,
+        "period_end": end,
+        "spend": spend,
+        "limit": limit,
+        "percent": float(spend * 100 / limit) if limit else None,
+        "forecast": forecast,
+        "exhausted": bool(state and state.exhausted),
+    }
+
+
+def budget_alert_list(*, budget: Budget, limit: int = 50) -> QuerySet[BudgetAlert]:
+    return BudgetAlert.objects.filter(budget=budget).order_by("-fired_at", "-pk")[:limit]
+
+
+def budget_raise_list(*, budget: Budget, limit: int = 50) -> QuerySet[BudgetRaise]:
+    """The budget's raises, newest first, each with `approval_id`: its approval request."""
+    from django.contrib.contenttypes.models import ContentType
+    from django.db.models import OuterRef, Subquery
+
+    from apps.workflows.models import ApprovalRequest
+
+    requests = ApprovalRequest.objects.filter(
+        content_type=ContentType.objects.get_for_model(BudgetRaise), object_id=OuterRef("pk")
+    ).order_by("-created_at", "-pk")
+    return (
+        BudgetRaise.objects.filter(budget=budget)
+        .select_related("requested_by")
+        .annotate(approval_id=Subquery(requests.values("pk")[:1]))
+        .order_by("-created_at", "-pk")[:limit]
+    )
