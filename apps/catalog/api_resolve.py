@@ -43,8 +43,10 @@ from apps.accounts.roles import CATALOG_READERS
 from apps.accounts.selectors import user_has_role
 from apps.catalog.models import Prompt, PromptLabel
 from apps.catalog.selectors import prompt_get, prompt_resolve, prompt_version_by_label, resolve_payload
+from apps.common.api import errors
 from apps.common.exceptions import ApplicationError, NotFound
 from apps.common.permissions import HasScope, view_scope
+from apps.costs.selectors import budget_check_hard_limits
 
 RESOLVE_CACHE_SECONDS = float(getattr(settings, "CATALOG_RESOLVE_SNAPSHOT_SECONDS", 2.0))
 _RESOLVED_MAX = 10_000
@@ -136,8 +138,9 @@ class PromptResolveApi(APIView):
             return None
         try:
             resolved = _resolve_for_token(user, token.team_id, name, request.GET.get("label", "production"))
+            budget_check_hard_limits(team_id=token.team_id, prompt=name, app=request.GET.get("app", ""))
         except ApplicationError:
-            return None
+            return None  # DRF answers it, in the API's error format
         request.user = user  # as DRF does for the underlying request
         self.headers = self.default_response_headers
         return self.finalize_response(
@@ -157,6 +160,7 @@ class PromptResolveApi(APIView):
         operation_id="prompt_resolve",
         parameters=[
             OpenApiParameter("label", str, description="Label to resolve (default: production)"),
+            OpenApiParameter("app", str, description="The calling app, so that an app's hard budget applies"),
             OpenApiParameter(
                 "team", str, description="Team slug, when the name exists in several of your teams"
             ),
@@ -178,17 +182,22 @@ class PromptResolveApi(APIView):
                 },
             ),
             304: None,
-        },
+        }
+        | errors(401, 403, 404, 409, 429),
     )
     def get(self, request: Request, name: str) -> Response | HttpResponse:
         label = request.query_params.get("label", "production")
         if_none_match = request.headers.get("If-None-Match", "")
         token = getattr(request.user, "active_token", None)
+        app = request.query_params.get("app", "")
         if token is not None:
-            return self._answer(_resolve_for_token(request.user, token.team_id, name, label), if_none_match)
+            resolved = _resolve_for_token(request.user, token.team_id, name, label)
+            budget_check_hard_limits(team_id=token.team_id, prompt=name, app=app)
+            return self._answer(resolved, if_none_match)
         payload = prompt_resolve(
             user=request.user, name=name, label=label, team_slug=request.query_params.get("team") or None
         )
+        budget_check_hard_limits(team_id=Team.objects.get(slug=payload["team"]).pk, prompt=name, app=app)
         headers = {"ETag": payload["etag"], "Cache-Control": "private, no-cache"}
         if _etag_matches(if_none_match, payload["etag"]):
             return Response(status=304, headers=headers)

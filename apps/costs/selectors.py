@@ -1,18 +1,20 @@
 """Reads of costs, from the rollups (never from the raw events): summaries, series and budgets."""
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.accounts.roles import Role
 from apps.accounts.selectors import user_team_ids
+from apps.common.exceptions import ApplicationError
 from apps.costs import latency
 from apps.costs.models import Budget, BudgetAlert, BudgetRaise, BudgetState, Granularity, Price, UsageRollup
 from apps.costs.periods import period_bounds
@@ -75,7 +77,8 @@ class Totals:
     tokens_in: int = 0
     tokens_out: int = 0
     cost: Decimal = Decimal(0)
-    histogram: dict[int, int] = field(default_factory=dict)
+    # {bucket: count}, keys as the rollups store them (JSON: text); latency.percentile reads either.
+    histogram: dict[Any, int] = field(default_factory=dict)
 
     def add(self, row: Any) -> None:
         self.requests += row["requests"]
@@ -85,11 +88,28 @@ class Totals:
         self.tokens_in += row["tokens_in"]
         self.tokens_out += row["tokens_out"]
         self.cost += row["cost"]
-        for bucket, count in row["latency"].items():
-            self.histogram[int(bucket)] = self.histogram.get(int(bucket), 0) + count
+        self._merge(row["latency"])
+
+    def add_totals(self, other: "Totals") -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.pii_requests += other.pii_requests
+        self.unpriced_requests += other.unpriced_requests
+        self.tokens_in += other.tokens_in
+        self.tokens_out += other.tokens_out
+        self.cost += other.cost
+        self._merge(other.histogram)
+
+    def _merge(self, histogram: dict[Any, int]) -> None:
+        # The hot loop of every summary: no key conversion here (see latency.percentile).
+        mine = self.histogram
+        get = mine.get
+        for bucket, count in histogram.items():
+            mine[bucket] = get(bucket, 0) + count
 
     def as_dict(self) -> dict[str, Any]:
         tokens = self.tokens_in + self.tokens_out
+        histogram = {int(bucket): count for bucket, count in self.histogram.items()}
         return {
             "spend": self.cost,
             "requests": self.requests,
@@ -100,20 +120,13 @@ class Totals:
             "cost_per_1k_tokens": (self.cost * 1000 / tokens) if tokens else None,
             "unpriced_requests": self.unpriced_requests,
             "pii_rate": self.pii_requests / self.requests if self.requests else None,
-            "latency_p50_ms": latency.percentile(self.histogram, 50),
-            "latency_p95_ms": latency.percentile(self.histogram, 95),
-            "latency_p99_ms": latency.percentile(self.histogram, 99),
+            "latency_p50_ms": latency.percentile(histogram, 50),
+            "latency_p95_ms": latency.percentile(histogram, 95),
+            "latency_p99_ms": latency.percentile(histogram, 99),
         }
 
 
-FIELDS = (
-    "team__slug",
-    "app",
-    "model",
-    "prompt",
-    "prompt_version",
-    "bucket",
-    "granularity",
+FIGURES = (
     "requests",
     "errors",
     "pii_requests",
@@ -123,32 +136,36 @@ FIELDS = (
     "cost",
     "latency",
 )
+KEY_FIELDS = {"team": ("team__slug",), "day": ("bucket",), "hour": ("bucket", "granularity")}
+
+
+def _rollup_rows(user: User, filters: CostFilters, group_bys: Sequence[str]) -> Iterator[dict[str, Any]]:
+    """The rollup rows of the filters with only the fields the groups need (no join to the teams, no
+    date-times to convert, when no group needs them)."""
+    keys = dict.fromkeys(f for g in group_bys for f in KEY_FIELDS.get(g, (g,)))
+    return rollups_for(user=user, filters=filters).values(*keys, *FIGURES).iterator(chunk_size=5000)
 
 
 def costs_summary(*, user: User, filters: CostFilters, group_by: str = "") -> dict[str, Any]:
     """Totals over the range and, with group_by, the same figures per group (sorted by spend)."""
-    totals = Totals()
-    groups: dict[Any, Totals] = defaultdict(Totals)
-    for row in rollups_for(user=user, filters=filters).values(*FIELDS).iterator(chunk_size=5000):
-        totals.add(row)
-        if group_by:
-            groups[_group_key(row, group_by)].add(row)
-    result = {"since": filters.since, "until": filters.until, "totals": totals.as_dict()}
     if group_by:
-        ordered = (
-            sorted(groups.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
-            if group_by in {"day", "hour"}
-            else sorted(groups.items(), key=lambda kv: -kv[1].cost)
-        )
-        result["groups"] = [{"key": key, **g.as_dict()} for key, g in ordered]
-    return result
+        breakdown = costs_breakdown(user=user, filters=filters, group_bys=(group_by,))
+        return {**breakdown, "groups": breakdown["groups"][group_by]}
+    totals = Totals()
+    for row in _rollup_rows(user, filters, ()):
+        totals.add(row)
+    return {"since": filters.since, "until": filters.until, "totals": totals.as_dict()}
 
 
-def _group_key(row: dict[str, Any], group_by: str) -> Any:
+def _group_key(row: dict[str, Any], group_by: str, days: dict[datetime, str]) -> Any:
     if group_by == "team":
         return row["team__slug"]
     if group_by == "day":
-        return _day(timezone.localtime(row["bucket"])).date().isoformat()
+        bucket = row["bucket"]
+        day = days.get(bucket)
+        if day is None:
+            day = days[bucket] = _day(timezone.localtime(bucket)).date().isoformat()
+        return day
     if group_by == "hour":
         return (
             row["bucket"].isoformat()
@@ -212,10 +229,15 @@ def costs_breakdown(*, user: User, filters: CostFilters, group_bys: Sequence[str
         raise ValueError(f"Unknown group_by: {', '.join(sorted(unknown))}")
     totals = Totals()
     groups: dict[str, dict[Any, Totals]] = {g: defaultdict(Totals) for g in group_bys}
-    for row in rollups_for(user=user, filters=filters).values(*FIELDS).iterator(chunk_size=5000):
-        totals.add(row)
+    days: dict[datetime, str] = {}  # rows share buckets: each one's local day computed once
+    for row in _rollup_rows(user, filters, group_bys):
         for group_by, by_key in groups.items():
-            by_key[_group_key(row, group_by)].add(row)
+            by_key[_group_key(row, group_by, days)].add(row)
+        if not group_bys:
+            totals.add(row)
+    if group_bys:  # every row is in exactly one group of each group_by: the totals are their sum
+        for group in groups[group_bys[0]].values():
+            totals.add_totals(group)
     return {
         "since": filters.since,
         "until": filters.until,
@@ -301,3 +323,34 @@ def budget_raise_list(*, budget: Budget, limit: int = 50) -> QuerySet[BudgetRais
         .annotate(approval_id=Subquery(requests.values("pk")[:1]))
         .order_by("-created_at", "-pk")[:limit]
     )
+
+
+class BudgetExhausted(ApplicationError):
+    """A hard budget is spent: applications must stop spending (resolve answers 429)."""
+
+    status_code = 429
+    default_code = "budget_exhausted"
+
+
+def budget_check_hard_limits(*, team_id: int, prompt: str = "", app: str = "") -> None:
+    """Raise BudgetExhausted when a hard budget of the team that covers this call is spent: team-wide
+    budgets always, a prompt's or an app's budget when the call is for that prompt or app. Read on every
+    resolve, from a few seconds' cache (apps.costs.services.exhausted_budgets)."""
+    from apps.costs.services import exhausted_budgets
+
+    for budget in exhausted_budgets(team_id=team_id):
+        if (budget.prompt and budget.prompt != prompt) or (budget.app and budget.app != app):
+            continue
+        raise BudgetExhausted(
+            f"The hard budget {budget.name!r} is spent ({budget.spend} of {budget.amount} "
+            f"{settings.COSTS_CURRENCY}) until {budget.period_end}.",
+            details={
+                "budget": budget.name,
+                "amount": budget.amount,
+                "spend": budget.spend,
+                "currency": settings.COSTS_CURRENCY,
+                "period_end": budget.period_end,
+                "app": budget.app or None,
+                "prompt": budget.prompt or None,
+            },
+        )
