@@ -211,14 +211,20 @@ def usage_rollup(*, limit: int = 500) -> int:
     rebuilt from the stored events, so running twice, or for an hour already rolled up, changes nothing.
     The dirty mark is removed before the hour is read: an event stored meanwhile marks it again."""
     rebuilt = 0
-    for dirty in list(DirtyHour.objects.order_by("hour")[:limit]):
+    by_day: dict[tuple[int, datetime], list[DirtyHour]] = {}
+    for dirty in DirtyHour.objects.order_by("hour")[:limit]:
+        by_day.setdefault((dirty.team_id, dirty.hour.replace(hour=0)), []).append(dirty)
+    # The dirty hours of one team and day are rebuilt together and their day once (not once per hour).
+    for (team_id, day), marks in by_day.items():
         with transaction.atomic():
-            if not DirtyHour.objects.filter(pk=dirty.pk).delete()[0]:
-                continue  # another worker took it
+            taken = [d.hour for d in marks if DirtyHour.objects.filter(pk=d.pk).delete()[0]]
+        if not taken:
+            continue  # another worker took them
         with transaction.atomic():
-            _rebuild_hour(dirty.team_id, dirty.hour)
-            _rebuild_day(dirty.team_id, dirty.hour.replace(hour=0))
-        rebuilt += 1
+            for hour in taken:
+                _rebuild_hour(team_id, hour)
+            _rebuild_day(team_id, day)
+        rebuilt += len(taken)
     return rebuilt
 
 
