@@ -54,24 +54,28 @@ def make_events(count: int, seed: int) -> list[dict]:
     events = []
     for i in range(count):
         a, b = samples[i % len(samples)], samples[(i * 7 + 3) % len(samples)]
-        events.append({
-            "request_id": f"bench-{i:08d}",
-            "started_at": "2026-11-21T10:00:00Z",
-            "ended_at": "2026-11-21T10:00:01.2Z",
-            "app": "support-bot",
-            "prompt": "support-reply",
-            "prompt_version": 3,
-            "model": "gemini-2.5-flash",
-            "input": [{"role": "system", "content": "You are the support assistant."},
-                      {"role": "user", "content": a.text[:560]}],
-            "output": b.text[:380],
-            "tokens_in": 812,
-            "tokens_out": 95,
-            "latency_ms": 1180,
-            "status": "ok",
-            "end_user": f"user-{i % 997}",
-            "metadata": {"channel": "web"},
-        })
+        events.append(
+            {
+                "request_id": f"bench-{i:08d}",
+                "started_at": "2026-11-21T10:00:00Z",
+                "ended_at": "2026-11-21T10:00:01.2Z",
+                "app": "support-bot",
+                "prompt": "support-reply",
+                "prompt_version": 3,
+                "model": "gemini-2.5-flash",
+                "input": [
+                    {"role": "system", "content": "You are the support assistant."},
+                    {"role": "user", "content": a.text[:560]},
+                ],
+                "output": b.text[:380],
+                "tokens_in": 812,
+                "tokens_out": 95,
+                "latency_ms": 1180,
+                "status": "ok",
+                "end_user": f"user-{i % 997}",
+                "metadata": {"channel": "web"},
+            }
+        )
     return events
 
 
@@ -94,8 +98,15 @@ class Console:
         self.procs: list[subprocess.Popen] = []
 
     def manage(self, *args: str, stdin: str | None = None) -> str:
-        out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, input=stdin,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout
 
     def prepare(self) -> str:
@@ -112,14 +123,50 @@ class Console:
 
     def start(self) -> None:
         log = open(self.workdir / "processes.log", "w")  # noqa: SIM115
-        self.procs.append(subprocess.Popen(
-            [str(BIN / "gunicorn"), "console.wsgi", "-b", f"127.0.0.1:{self.port}", "-w", str(self.web_workers),
-             "--worker-class", "sync", "--keep-alive", "30", "--log-level", "warning"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        self.procs.append(subprocess.Popen(
-            [str(BIN / "celery"), "-A", "console", "worker", "--pool=prefork", f"--concurrency={self.scan_workers}",
-             "--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "gunicorn"),
+                    "console.wsgi",
+                    "-b",
+                    f"127.0.0.1:{self.port}",
+                    "-w",
+                    str(self.web_workers),
+                    "--worker-class",
+                    "sync",
+                    "--keep-alive",
+                    "30",
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "console",
+                    "worker",
+                    "--pool=prefork",
+                    f"--concurrency={self.scan_workers}",
+                    "--loglevel=WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -162,8 +209,12 @@ def post_all(port: int, token: str, bodies: list[bytes], clients: int) -> list[d
                 if not queue:
                     break
                 _, body = queue.pop(0)
-            conn.request("POST", "/api/v1/logs/batch", body=body,
-                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                "/api/v1/logs/batch",
+                body=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
             response = conn.getresponse()
             data = json.loads(response.read())
             if response.status != 202:
@@ -181,7 +232,9 @@ def post_all(port: int, token: str, bodies: list[bytes], clients: int) -> list[d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
@@ -194,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings.local")
     events = make_events(args.events, args.seed)
-    bodies = [json.dumps({"events": events[i : i + args.batch]}).encode() for i in range(0, len(events), args.batch)]
+    bodies = [
+        json.dumps({"events": events[i : i + args.batch]}).encode() for i in range(0, len(events), args.batch)
+    ]
     mean_bytes = sum(len(b) for b in bodies) / len(events)
 
     with tempfile.TemporaryDirectory(prefix="atalaya-ingest-") as tmp:
@@ -219,19 +274,28 @@ def main(argv: list[str] | None = None) -> int:
         with sqlite3.connect(Path(tmp) / "atalaya.sqlite3") as conn:
             distinct = conn.execute("SELECT COUNT(DISTINCT request_id) FROM logs_logevent").fetchone()[0]
             left_staged = conn.execute(
-                "SELECT COUNT(*) FROM logs_logevent WHERE staged_payload IS NOT NULL").fetchone()[0]
+                "SELECT COUNT(*) FROM logs_logevent WHERE staged_payload IS NOT NULL"
+            ).fetchone()[0]
             sample = conn.execute("SELECT input, output FROM logs_logevent WHERE has_pii LIMIT 1").fetchone()
 
     stored = state.get("stored", 0)
-    zero_loss = (accepted == len(events) == stored == distinct and not left_staged
-                 and not state.get("staged") and not state.get("quarantined"))
+    zero_loss = (
+        accepted == len(events) == stored == distinct
+        and not left_staged
+        and not state.get("staged")
+        and not state.get("quarantined")
+    )
     rate = stored / elapsed
-    print(f"\nIngestion end to end (embedded default: SQLite, filesystem broker, local scanner; "
-          f"gunicorn {args.web_workers} sync workers, Celery prefork ×{args.scan_workers}, "
-          f"{args.clients} clients, batches of {args.batch}, {os.cpu_count()} cores)")
+    print(
+        f"\nIngestion end to end (embedded default: SQLite, filesystem broker, local scanner; "
+        f"gunicorn {args.web_workers} sync workers, Celery prefork ×{args.scan_workers}, "
+        f"{args.clients} clients, batches of {args.batch}, {os.cpu_count()} cores)"
+    )
     print(f"{'events sent':<34}{len(events):>12,}   (mean {mean_bytes:,.0f} bytes of JSON each)")
-    print(f"{'accepted / duplicate / rejected':<34}{accepted:>12,} / {sum(a['duplicate'] for a in answers)}"
-          f" / {sum(a['rejected'] for a in answers)}")
+    print(
+        f"{'accepted / duplicate / rejected':<34}{accepted:>12,} / {sum(a['duplicate'] for a in answers)}"
+        f" / {sum(a['rejected'] for a in answers)}"
+    )
     print(f"{'HTTP ingestion (staged)':<34}{len(events) / posted:>12,.0f} events/s   ({posted:.1f} s)")
     print(f"{'end to end (stored redacted)':<34}{rate:>12,.0f} events/s   ({elapsed:.1f} s)")
     print(f"{'stored, distinct request ids':<34}{stored:>12,} / {distinct:,}")

@@ -59,7 +59,9 @@ def bulk_update(objs: Sequence[models.Model], names: Sequence[str]) -> None:
     quote = connection.ops.quote_name
     pk = model._meta.pk
     sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 - quoted names from the model, values bound
-        quote(model._meta.db_table), ", ".join(f"{quote(f.column or f.attname)} = %s" for f in fields), quote(pk.column or pk.attname)
+        quote(model._meta.db_table),
+        ", ".join(f"{quote(f.column or f.attname)} = %s" for f in fields),
+        quote(pk.column or pk.attname),
     )
     params = [
         [

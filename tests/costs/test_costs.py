@@ -291,5 +291,11 @@ def test_summary_reads_whole_days_and_partial_edges_exactly(world):
     assert summary["totals"]["requests"] == 3
     assert summary["totals"]["spend"] == Decimal("0.0084")
     assert [g["requests"] for g in summary["groups"]] == [1, 1, 1]
-    assert costs_summary(user=world.fin_eng, filters=CostFilters(since=since, until=until))["totals"]["requests"] == 0
-    assert costs_summary(user=world.ann1, filters=CostFilters(since=since, until=until))["totals"]["requests"] == 0
+    assert (
+        costs_summary(user=world.fin_eng, filters=CostFilters(since=since, until=until))["totals"]["requests"]
+        == 0
+    )
+    assert (
+        costs_summary(user=world.ann1, filters=CostFilters(since=since, until=until))["totals"]["requests"]
+        == 0
+    )

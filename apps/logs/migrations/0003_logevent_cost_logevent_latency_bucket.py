@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('logs', '0002_export_lease'),
+        ("logs", "0002_export_lease"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='logevent',
-            name='cost',
+            model_name="logevent",
+            name="cost",
             field=models.DecimalField(blank=True, decimal_places=8, max_digits=16, null=True),
         ),
         migrations.AddField(
-            model_name='logevent',
-            name='latency_bucket',
+            model_name="logevent",
+            name="latency_bucket",
             field=models.PositiveSmallIntegerField(blank=True, null=True),
         ),
     ]

@@ -4,20 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('workflows', '0001_initial'),
+        ("workflows", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='approvalpolicy',
-            name='subject_kind',
-            field=models.CharField(choices=[('prompt_version', 'Prompt version'), ('label_move', 'Protected label move'), ('budget_raise', 'Budget raise')], max_length=40),
+            model_name="approvalpolicy",
+            name="subject_kind",
+            field=models.CharField(
+                choices=[
+                    ("prompt_version", "Prompt version"),
+                    ("label_move", "Protected label move"),
+                    ("budget_raise", "Budget raise"),
+                ],
+                max_length=40,
+            ),
         ),
         migrations.AlterField(
-            model_name='approvalrequest',
-            name='subject_kind',
-            field=models.CharField(choices=[('prompt_version', 'Prompt version'), ('label_move', 'Protected label move'), ('budget_raise', 'Budget raise')], max_length=40),
+            model_name="approvalrequest",
+            name="subject_kind",
+            field=models.CharField(
+                choices=[
+                    ("prompt_version", "Prompt version"),
+                    ("label_move", "Protected label move"),
+                    ("budget_raise", "Budget raise"),
+                ],
+                max_length=40,
+            ),
         ),
     ]
