@@ -194,7 +194,9 @@ ATALAYA_BASE_URL = env.str("ATALAYA_BASE_URL", default="http://127.0.0.1:8000")
 
 # Catalog: labels that only move through governance (a governance user, or an approved request).
 CATALOG_PROTECTED_LABELS = env.list("ATALAYA_PROTECTED_LABELS", default=["production"])
-CATALOG_RESOLVE_CACHE_SECONDS = env.int("ATALAYA_RESOLVE_CACHE_SECONDS", default=300)
+# With the embedded default the cache lives in each process, and a label move clears it only in the
+# process that made it: keep the bound short (the token path uses its own 2 s snapshots).
+CATALOG_RESOLVE_CACHE_SECONDS = env.int("ATALAYA_RESOLVE_CACHE_SECONDS", default=5)
 
 # Outside systems (apps/cloud): local implementations by default, Google Cloud by setting.
 PII_SCANNER = env.str("PII_SCANNER", default="local")  # local | dlp
