@@ -51,6 +51,7 @@ test: lint checks typecheck
 bench: install
 	$(PY) bench/resolve.py
 	$(PY) bench/ingest.py
+	$(PY) bench/dashboards.py
 
 messages: install
 	$(PY) manage.py makemessages -l es -i ".venv*" -i var -i node_modules -i static
