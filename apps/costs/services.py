@@ -17,6 +17,7 @@ from apps.accounts.roles import Role
 from apps.accounts.selectors import user_has_role, user_is_admin_anywhere
 from apps.audit.services import audit_event_record
 from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+from apps.costs.latency import merge
 from apps.costs.models import (
     Budget,
     BudgetAlert,
@@ -121,6 +122,17 @@ def hours_mark_dirty(pairs: Iterable[tuple[int, datetime]]) -> None:
 GROUP = ("app", "model", "prompt", "prompt_version")
 
 
+def _empty_rollup(granularity: str, bucket: datetime, team_id: int, key: tuple) -> UsageRollup:
+    return UsageRollup(
+        granularity=granularity,
+        bucket=bucket,
+        team_id=team_id,
+        cost=Decimal(0),
+        latency={},
+        **dict(zip(GROUP, key, strict=True)),
+    )
+
+
 def _rebuild_hour(team_id: int, hour: datetime) -> None:
     end = hour + timedelta(hours=1)
     rows = (
@@ -144,17 +156,7 @@ def _rebuild_hour(team_id: int, hour: datetime) -> None:
         key = tuple(row[g] for g in GROUP)
         rollup = merged.get(key)
         if rollup is None:
-            rollup = merged[key] = UsageRollup(
-                granularity=Granularity.HOUR,
-                bucket=hour,
-                team_id=team_id,
-                app=key[0],
-                model=key[1],
-                prompt=key[2],
-                prompt_version=key[3],
-                cost=Decimal(0),
-                latency={},
-            )
+            rollup = merged[key] = _empty_rollup(Granularity.HOUR, hour, team_id, key)
         rollup.requests += row["requests"]
         rollup.errors += row["errors"]
         rollup.pii_requests += row["pii"]
@@ -170,8 +172,6 @@ def _rebuild_hour(team_id: int, hour: datetime) -> None:
 
 
 def _rebuild_day(team_id: int, day: datetime) -> None:
-    from apps.costs.latency import merge
-
     hours = UsageRollup.objects.filter(
         granularity=Granularity.HOUR, team_id=team_id, bucket__gte=day, bucket__lt=day + timedelta(days=1)
     )
@@ -180,17 +180,7 @@ def _rebuild_day(team_id: int, day: datetime) -> None:
         key = tuple(getattr(hour, g) for g in GROUP)
         day_row = merged.get(key)
         if day_row is None:
-            day_row = merged[key] = UsageRollup(
-                granularity=Granularity.DAY,
-                bucket=day,
-                team_id=team_id,
-                app=key[0],
-                model=key[1],
-                prompt=key[2],
-                prompt_version=key[3],
-                cost=Decimal(0),
-                latency={},
-            )
+            day_row = merged[key] = _empty_rollup(Granularity.DAY, day, team_id, key)
         for field in (
             "requests",
             "errors",
