@@ -65,6 +65,14 @@ def main() -> None:
         page.goto(f"{args.base}/audit/")
         page.screenshot(path=out / "audit.png")
 
+        page.goto(f"{args.base}/logs/")
+        page.screenshot(path=out / "logs.png")
+
+        page = session("owner")
+        page.goto(f"{args.base}/costs/")
+        page.wait_for_timeout(1500)  # Plotly draws after load
+        page.screenshot(path=out / "costs.png", full_page=False)
+
         page = session("gov", "es")
         page.goto(f"{args.base}/reviews/")
         page.screenshot(path=out / "reviews-es.png")
