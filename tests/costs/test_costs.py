@@ -299,3 +299,16 @@ def test_summary_reads_whole_days_and_partial_edges_exactly(world):
         costs_summary(user=world.ann1, filters=CostFilters(since=since, until=until))["totals"]["requests"]
         == 0
     )
+
+
+def test_rollup_usage_command_rebuilds_a_range(world, capsys):
+    from django.core.management import call_command
+
+    _store(world, ev("a"), ev("b", at=T0 + timedelta(hours=1)))
+    call_command("rollup_usage")
+    assert "2 pending hours rebuilt" in capsys.readouterr().out
+    before = sorted(UsageRollup.objects.values_list("granularity", "bucket", "requests", "cost"))
+    UsageRollup.objects.filter(granularity=Granularity.HOUR).update(requests=999)  # a damaged rollup
+    call_command("rollup_usage", "--since", "2026-11-02", "--until", "2026-11-03", "--team", "support")
+    assert "24 hours rebuilt" in capsys.readouterr().out
+    assert sorted(UsageRollup.objects.values_list("granularity", "bucket", "requests", "cost")) == before
