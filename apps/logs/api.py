@@ -21,6 +21,7 @@ from apps.common.api import (
     validated,
 )
 from apps.common.exceptions import ApplicationError, NotFound, PermissionDenied
+from apps.common.metrics import log_events_received
 from apps.common.pagination import CursorPagination
 from apps.common.permissions import HasScope
 from apps.logs.schemas import BatchError, LogEventIn, batch_decode, event_decode
@@ -151,6 +152,7 @@ class LogBatchApi(ApiView):
             valid.append((index, event))
         team = _event_team(request)
         result = log_events_ingest(actor=request.user, team=team, events=valid)
+        log_events_received(accepted=result.accepted, duplicate=result.duplicate, rejected=len(rejected))
         return Response(
             {
                 "accepted": result.accepted,

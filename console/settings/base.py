@@ -34,6 +34,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.common.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.common.middleware.RequestContextMiddleware",
@@ -231,12 +232,29 @@ BUDGET_STATE_CACHE_SECONDS = 5
 # API tokens: how often "last used" is written (a write per request would serialise the hot path).
 TOKEN_LAST_USED_RESOLUTION_SECONDS = 60
 
+# Logs: plain lines on the embedded default, JSON lines (one object per record, with the request id that
+# is also carried into Celery tasks) with LOG_FORMAT=json. See README.md, "Operations".
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ValueError(f"LOG_FORMAT is {LOG_FORMAT!r}: plain or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "apps.common.logformat.JsonFormatter"},
+    },
+    "filters": {"request_id": {"()": "apps.common.logformat.RequestIdFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/")
+
+# Operations: /readyz and /metrics (apps.common.health, apps.common.metrics).
+READYZ_TIMEOUT_SECONDS = env.float("ATALAYA_READYZ_TIMEOUT_SECONDS", default=2.0)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # scrapers send Authorization: Bearer <token>
+METRICS_ALLOW_PRIVATE_NETWORKS = env.bool("METRICS_ALLOW_PRIVATE_NETWORKS", default=True)
+METRICS_STATE_CACHE_SECONDS = env.int("METRICS_STATE_CACHE_SECONDS", default=10)
