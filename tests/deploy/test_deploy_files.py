@@ -14,6 +14,7 @@ cloud can run. See deploy/README.md, "What was validated here".
 - every environment variable the deploy files set is one the code reads.
 """
 
+import copy
 import re
 import shutil
 import subprocess
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.deploy.helm_render import Renderer, TemplateError, _lex, _parse
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -382,6 +385,162 @@ def test_chart_values_are_safe_and_known():
     assert_known_env(set(data["secrets"]["values"]), "values.yaml secrets")
     assert not any(data["secrets"]["values"].values()), "no secret values in the chart's defaults"
     assert data["probeHost"] in data["config"]["DJANGO_ALLOWED_HOSTS"].split(",")
+
+
+# The chart rendered (tests/deploy/helm_render.py: the Go template subset the chart uses, not Helm)
+
+
+def render_chart(**overrides: Any) -> dict[str, dict[str, Any]]:
+    """{"Kind/name": manifest} for the chart rendered with values.yaml and these overrides
+    (dotted paths), the Secret's values filled in unless secrets.existingSecret is set."""
+    data = copy.deepcopy(values())
+    for key in data["secrets"]["values"]:
+        data["secrets"]["values"][key] = f"test-{key.lower()}"
+    for dotted, value in overrides.items():
+        *parents, last = dotted.split(".")
+        target = data
+        for part in parents:
+            target = target[part]
+        target[last] = value
+    renderer = Renderer(CHART, data)
+    manifests: dict[str, dict[str, Any]] = {}
+    for name in renderer.files:
+        for doc in yaml.safe_load_all(renderer.render(name)):
+            if doc:
+                assert doc.get("apiVersion") and doc.get("kind"), name
+                key = f"{doc['kind']}/{doc['metadata']['name']}"
+                assert key not in manifests, f"{key} rendered twice"
+                manifests[key] = doc
+    return manifests
+
+
+def _pod(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["template"]
+
+
+def test_chart_renders_to_valid_manifests():
+    manifests = render_chart()
+    assert set(manifests) == {
+        "ConfigMap/atalaya-config",
+        "Secret/atalaya-secrets",
+        "ServiceAccount/atalaya",
+        "Deployment/atalaya-web",
+        "Service/atalaya-web",
+        "HorizontalPodAutoscaler/atalaya-web",
+        "PodDisruptionBudget/atalaya-web",
+        "Deployment/atalaya-worker",
+        "Deployment/atalaya-beat",
+        "Job/atalaya-migrate",
+    }
+    config = manifests["ConfigMap/atalaya-config"]["data"]
+    assert all(isinstance(v, str) for v in config.values())
+    assert_known_env(set(config), "the rendered ConfigMap")
+    secret = manifests["Secret/atalaya-secrets"]["stringData"]
+    assert_known_env(set(secret), "the rendered Secret")
+    workloads = [m for m in manifests.values() if m["kind"] in {"Deployment", "Job"}]
+    assert len(workloads) == 4
+    for manifest in workloads:
+        pod = _pod(manifest)
+        if manifest["kind"] == "Deployment":
+            selector = manifest["spec"]["selector"]["matchLabels"]
+            assert selector.items() <= pod["metadata"]["labels"].items()
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["serviceAccountName"] == "atalaya"
+        mounts_needed = {v["name"] for v in spec["volumes"]}
+        for container in spec["containers"]:
+            assert container["image"] == "europe-docker.pkg.dev/PROJECT/atalaya/atalaya:0.1.0"
+            assert container["resources"]["limits"]["memory"]
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["envFrom"] == [
+                {"configMapRef": {"name": "atalaya-config"}},
+                {"secretRef": {"name": "atalaya-secrets"}},
+            ]
+            assert {m["name"] for m in container["volumeMounts"]} == mounts_needed
+            assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
+
+
+def test_chart_rendered_web_beat_and_migrations():
+    manifests = render_chart()
+    web = manifests["Deployment/atalaya-web"]
+    assert "replicas" not in web["spec"], "the HPA owns the replica count"
+    container = _pod(web)["spec"]["containers"][0]
+    assert WEB_COMMAND in container["command"][-1]
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path and get["port"] == "http"
+        assert get["httpHeaders"] == [{"name": "Host", "value": "atalaya.example.com"}]
+    web_labels = _pod(web)["metadata"]["labels"]
+    hpa = manifests["HorizontalPodAutoscaler/atalaya-web"]["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "atalaya-web"}
+    assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] > hpa["minReplicas"]
+    pdb = manifests["PodDisruptionBudget/atalaya-web"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= web_labels.items()
+    service = manifests["Service/atalaya-web"]["spec"]
+    assert service["selector"].items() <= web_labels.items()
+    assert service["ports"][0]["targetPort"] == "http"
+
+    beat = manifests["Deployment/atalaya-beat"]
+    assert beat["spec"]["replicas"] == 1
+    assert beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert beat["spec"]["template"]["spec"]["containers"][0]["command"][:4] == [
+        "celery",
+        "-A",
+        "console",
+        "beat",
+    ]
+    worker = _pod(manifests["Deployment/atalaya-worker"])["spec"]["containers"][0]
+    assert "celery -A console worker" in worker["command"][-1]
+
+    job = manifests["Job/atalaya-migrate"]
+    hooks = {k: m["metadata"].get("annotations", {}) for k, m in manifests.items()}
+    assert hooks["Job/atalaya-migrate"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert _pod(job)["spec"]["restartPolicy"] == "Never"
+    assert _pod(job)["spec"]["containers"][0]["command"] == ["python", "manage.py", "migrate", "--no-input"]
+    job_weight = int(hooks["Job/atalaya-migrate"]["helm.sh/hook-weight"])
+    for needed in ("ConfigMap/atalaya-config", "Secret/atalaya-secrets", "ServiceAccount/atalaya"):
+        assert hooks[needed]["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert int(hooks[needed]["helm.sh/hook-weight"]) < job_weight
+
+
+def test_chart_renders_its_switches():
+    manifests = render_chart(
+        **{
+            "secrets.existingSecret": "from-secret-manager",
+            "web.autoscaling.enabled": False,
+            "web.podDisruptionBudget.enabled": False,
+            "migrations.enabled": False,
+            "serviceAccount.create": False,
+            "serviceAccount.name": "atalaya-gsa",
+        }
+    )
+    assert "Secret/atalaya-secrets" not in manifests
+    assert "HorizontalPodAutoscaler/atalaya-web" not in manifests
+    assert "PodDisruptionBudget/atalaya-web" not in manifests
+    assert "Job/atalaya-migrate" not in manifests
+    assert not any(k.startswith("ServiceAccount/") for k in manifests)
+    web = manifests["Deployment/atalaya-web"]
+    assert web["spec"]["replicas"] == values()["web"]["replicas"]
+    assert _pod(web)["spec"]["serviceAccountName"] == "atalaya-gsa"
+    assert {"secretRef": {"name": "from-secret-manager"}} in _pod(web)["spec"]["containers"][0]["envFrom"]
+
+
+def test_chart_refuses_an_empty_secret():
+    data = values()
+    with pytest.raises(TemplateError, match=r"secrets\.values\.\w+ is required"):
+        Renderer(CHART, data).render("secret.yaml")
+
+
+def test_the_renderer_fails_loudly_on_what_it_does_not_know():
+    with pytest.raises(TemplateError):
+        _parse(_lex("{{ if .a }}x"))
+    renderer = Renderer(CHART, values())
+    with pytest.raises(TemplateError, match="unknown function"):
+        renderer._pipeline("lookup .Values.x", renderer.root, {"$": renderer.root})
 
 
 # Terraform

@@ -37,13 +37,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "atalaya.secretName" -}}
-{{- default (printf "%s-env" (include "atalaya.fullname" .)) .Values.secrets.existingSecret -}}
+{{- default (printf "%s-secrets" (include "atalaya.fullname" .)) .Values.secrets.existingSecret -}}
 {{- end -}}
 
 {{/* The environment of every Atalaya container: the ConfigMap and the Secret. */}}
 {{- define "atalaya.envFrom" -}}
 - configMapRef:
-    name: {{ include "atalaya.fullname" . }}-env
+    name: {{ include "atalaya.fullname" . }}-config
 - secretRef:
     name: {{ include "atalaya.secretName" . }}
 {{- end -}}
