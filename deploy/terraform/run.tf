@@ -16,6 +16,7 @@ locals {
     BIGQUERY_TABLE              = "log_events"
     BIGQUERY_LOCATION           = var.bigquery_location
     LOG_LEVEL                   = "INFO"
+    LOG_FORMAT                  = "json"
     WEB_CONCURRENCY             = tostring(var.web_concurrency)
   }
   probe_host = var.allowed_hosts[0]
