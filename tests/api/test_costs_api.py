@@ -630,7 +630,7 @@ def test_a_budget_through_the_api_from_creation_to_an_approved_raise(cs, api_as)
     detail = api_as(world.eng).get(f"/api/v1/budgets/{budget_id}/").json()["current"]
     # The forecast extrapolates to "now", which moves between the two requests: compare it loosely.
     assert Decimal(listed["current"].pop("forecast")) == pytest.approx(
-        Decimal(detail.pop("forecast")), rel=1e-3
+        Decimal(detail.pop("forecast")), rel=Decimal("0.001")
     )
     assert listed["current"] == detail
     assert listed["current"]["exhausted"] is True
