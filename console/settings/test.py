@@ -11,7 +11,7 @@ from pathlib import Path
 from console.env import env
 
 from .base import *  # noqa: F403
-from .base import CELERY_BROKER_URL, DATABASES
+from .base import CACHES, CELERY_BROKER_URL, DATABASES
 
 SECRET_KEY = "atalaya-tests-only"
 DEBUG = False
@@ -44,3 +44,26 @@ if CELERY_BROKER_URL.startswith("filesystem"):
         "store_processed": False,
         "polling_interval": 0.1,
     }
+
+# On Redis (the second CI pass), each test process gets its own pair of Redis databases, so that
+# parallel processes neither consume each other's tasks nor flush each other's cache. A worker
+# started by the integration tests inherits PYTEST_XDIST_WORKER and so computes the same pair.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_REDIS_SLOT = int(_XDIST_WORKER[2:]) + 1 if _XDIST_WORKER.startswith("gw") else 0
+
+
+def _redis_db(url: str, db: int) -> str:
+    """The same Redis server, database number `db`."""
+    head, _, _ = url.partition("?")
+    scheme, sep, rest = head.partition("://")
+    hostport = rest.split("/", 1)[0]
+    return f"{scheme}{sep}{hostport}/{db}"
+
+
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_URL = _redis_db(CELERY_BROKER_URL, 2 * _REDIS_SLOT)
+    # Celery reads the CELERY_BROKER_URL environment variable before this setting.
+    os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
+_cache_location = CACHES["default"].get("LOCATION", "")
+if CACHES["default"]["BACKEND"].endswith("RedisCache") and isinstance(_cache_location, str):
+    CACHES["default"]["LOCATION"] = _redis_db(_cache_location, 2 * _REDIS_SLOT + 1)

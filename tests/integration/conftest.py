@@ -1,5 +1,5 @@
-"""Real Celery workers for integration tests, on the test database and the test process's
-embedded (filesystem) broker folder."""
+"""Real Celery workers for integration tests, on the test database and the test process's broker:
+its embedded (filesystem) broker folder, or its own Redis database on the PostgreSQL + Redis pass."""
 
 import os
 import signal
@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -57,6 +58,25 @@ class Worker:
         self._log.close()
 
 
+def test_database_url() -> str:
+    """DATABASE_URL for a worker process: the database this test process runs on (pytest-django's
+    test database, with its xdist suffix), on SQLite or PostgreSQL."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    if connection.vendor == "postgresql":
+        auth = ""
+        if db.get("USER"):
+            auth = quote(db["USER"], safe="")
+            if db.get("PASSWORD"):
+                auth += ":" + quote(db["PASSWORD"], safe="")
+            auth += "@"
+        host = db.get("HOST") or "127.0.0.1"
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{auth}{host}{port}/{quote(db['NAME'], safe='')}"
+    raise NotImplementedError(f"integration workers on {connection.vendor}")
+
+
 @pytest.fixture
 def start_worker(tmp_path):
     workers: list[Worker] = []
@@ -65,7 +85,7 @@ def start_worker(tmp_path):
         env = dict(
             os.environ,
             DJANGO_SETTINGS_MODULE="console.settings.test",
-            DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
+            DATABASE_URL=test_database_url(),
             **extra_env,
         )
         worker = Worker(tmp_path, env, pool, concurrency, f"w{len(workers)}")

@@ -67,11 +67,13 @@ def _database_text() -> str:
     chunks = []
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names(cursor):
-            cursor.execute(f'SELECT * FROM "{table}"')
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")
             for row in cursor.fetchall():
                 for value in row:
                     if isinstance(value, bytes | memoryview):
                         chunks.append(bytes(value).decode("utf-8", "replace"))
+                    elif isinstance(value, dict | list):  # PostgreSQL's jsonb arrives decoded
+                        chunks.append(json.dumps(value, ensure_ascii=False))
                     elif value is not None:
                         chunks.append(str(value))
     return "\n".join(chunks)
