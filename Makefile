@@ -1,6 +1,8 @@
 # Atalaya: two commands.
 #   make run   set up everything (venv, install, migrate, demo data) and start web + Celery worker + beat
 #   make test  the whole suite: lint, migrations check, types, deploy check, unit, API, integration, browser
+#              on the backends named by DATABASE_URL, CELERY_BROKER_URL and CACHE_URL (default: embedded)
+#   make test-postgres  the same suite on PostgreSQL and Redis, started on loopback by .ci/services (root)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test install lint typecheck checks unit e2e bench messages vendor-static clean
+.PHONY: run test test-postgres install lint typecheck checks unit e2e bench messages vendor-static clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +49,9 @@ e2e: install
 
 test: lint checks typecheck
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
+
+test-postgres:
+	eval "$$(.ci/services)" && $(MAKE) test
 
 bench: install
 	$(PY) bench/resolve.py
