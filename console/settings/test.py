@@ -11,9 +11,10 @@ from pathlib import Path
 from console.env import env
 
 from .base import *  # noqa: F403
-from .base import CACHES, CELERY_BROKER_URL, DATABASES
+from .base import CACHES, CELERY_BROKER_URL, DATABASES, VAR_DIR
 
 SECRET_KEY = "atalaya-tests-only"
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # makemigrations --check opens the default database there
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
