@@ -74,7 +74,7 @@ def test_database_url() -> str:
         host = db.get("HOST") or "127.0.0.1"
         port = f":{db['PORT']}" if db.get("PORT") else ""
         return f"postgres://{auth}{host}{port}/{quote(db['NAME'], safe='')}"
-    raise NotImplementedError(f"integration workers on {connection.vendor}")
+    raise pytest.UsageError(f"integration workers run on SQLite or PostgreSQL, not {connection.vendor}")
 
 
 @pytest.fixture
