@@ -41,6 +41,7 @@ from apps.costs.selectors import (
     budget_current,
     budget_get,
     budget_list,
+    budgets_current,
     costs_can_read,
     costs_summary,
     price_list,
@@ -200,7 +201,19 @@ def _masked_url(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/…"
 
 
+class BudgetListOutputSerializer(serializers.ListSerializer):
+    """Reads every budget's current state in one query (budgets_current) instead of one per budget."""
+
+    def to_representation(self, data: Any) -> list:
+        budgets = list(data.all() if hasattr(data, "all") else data)
+        self.child.context["current"] = budgets_current(budgets=budgets)
+        return super().to_representation(budgets)
+
+
 class BudgetOutputSerializer(serializers.Serializer):
+    class Meta:
+        list_serializer_class = BudgetListOutputSerializer
+
     id = serializers.IntegerField()
     team = serializers.CharField(source="team.slug")
     name = serializers.CharField()
@@ -231,7 +244,8 @@ class BudgetOutputSerializer(serializers.Serializer):
 
     @extend_schema_field(BudgetCurrentOutputSerializer)
     def get_current(self, budget: Budget) -> dict[str, Any]:
-        return BudgetCurrentOutputSerializer(budget_current(budget=budget)).data
+        current = self.context.get("current", {}).get(budget.pk) or budget_current(budget=budget)
+        return BudgetCurrentOutputSerializer(current).data
 
 
 class HttpsUrlField(serializers.URLField):

@@ -964,3 +964,23 @@ def test_the_schema_documents_the_costs_endpoints():
     assert operations["prices_create"] == ("/api/v1/prices/", "post")
     totals = schema["components"]["schemas"]["CostTotalsOutput"]["properties"]
     assert totals["spend"]["type"] == "string"  # decimals as strings
+
+
+def test_the_budget_list_reads_states_in_one_query_whatever_the_number_of_budgets(world, api_as):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.costs.services import budget_create
+
+    client = api_as(world.owner)
+
+    def queries_for_list() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/api/v1/budgets/").status_code == 200
+        return len(captured)
+
+    budget_create(actor=world.owner, team=world.support, name="b0", amount=Decimal("1"))
+    one = queries_for_list()
+    for i in range(1, 6):
+        budget_create(actor=world.owner, team=world.support, name=f"b{i}", amount=Decimal("1"))
+    assert queries_for_list() == one
