@@ -75,8 +75,3 @@ def token_list(*, user: User) -> QuerySet[ApiToken]:
         .select_related("user", "team")
         .order_by("-created_at")
     )
-
-
-def user_roles_display(user: User) -> list[tuple[Team, list[str]]]:
-    teams = {t.id: t for t in Team.objects.filter(id__in=user_team_roles(user).keys())}
-    return [(teams[tid], sorted(roles)) for tid, roles in user_team_roles(user).items() if tid in teams]

@@ -3,8 +3,8 @@
 Django's `bulk_update` builds a CASE expression per field and row (seconds for a few thousand rows) and
 `bulk_create` spends most of its time compiling SQL. These helpers use the models' own field metadata
 (column names, `pre_save`, `get_db_prep_save`), so values are converted exactly as the ORM would, and
-one prepared statement is executed for every row. They run inside the caller's transaction and do not
-send signals (the house style has none).
+one prepared statement is executed for every row. They run inside the caller's transaction and send no
+model signals.
 """
 
 from collections.abc import Sequence
@@ -12,21 +12,9 @@ from collections.abc import Sequence
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
 
-def _fields(model: type[models.Model], names: Sequence[str] | None) -> list[models.Field]:
-    concrete = [f for f in model._meta.concrete_fields if not f.primary_key or names]
-    if names is None:
-        return [f for f in concrete if not isinstance(f, models.AutoField)]
+def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
     by_name = {f.name: f for f in model._meta.concrete_fields}
     return [by_name[n] for n in names]
-
-
-def bulk_insert(objs: Sequence[models.Model]) -> None:
-    """INSERT every object (primary keys are left to the database and not read back)."""
-    if not objs:
-        return
-    fields = _fields(type(objs[0]), None)
-    rows = [[f.pre_save(obj, True) for f in fields] for obj in objs]
-    bulk_insert_values(type(objs[0]), [f.name for f in fields], rows)
 
 
 def bulk_insert_values(model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence]) -> None:

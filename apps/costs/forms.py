@@ -32,10 +32,6 @@ def _month_start(day: date) -> date:
     return day.replace(day=1)
 
 
-def _next_month(day: date) -> date:
-    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
-
-
 @dataclass(frozen=True)
 class Window:
     """The dates a dashboard shows: [first, last] whole days in the console's time zone."""

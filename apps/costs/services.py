@@ -16,7 +16,7 @@ from apps.accounts.models import Team, User
 from apps.accounts.roles import Role
 from apps.accounts.selectors import user_has_role, user_is_admin_anywhere
 from apps.audit.services import audit_event_record
-from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+from apps.common.exceptions import Conflict, PermissionDenied, Unprocessable
 from apps.costs.latency import merge
 from apps.costs.models import (
     Budget,
@@ -572,10 +572,3 @@ def register_subjects() -> None:
             on_withdrawn=_raise_close,
         ),
     )
-
-
-def budget_get_for_manager(*, actor: User, budget_id: int) -> Budget:
-    budget = Budget.objects.select_related("team").filter(pk=budget_id).first()
-    if budget is None or not user_has_role(actor, budget.team_id, BUDGET_MANAGERS):
-        raise NotFound("No such budget.")
-    return budget
