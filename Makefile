@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test test-postgres install lint typecheck checks unit e2e bench messages vendor-static clean
+.PHONY: run test test-postgres install lint typecheck checks unit e2e bench bench-load messages vendor-static clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench: install
 	$(PY) bench/resolve.py
 	$(PY) bench/ingest.py
 	$(PY) bench/dashboards.py
+
+bench-load: install
+	$(PY) bench/load.py
 
 messages: install
 	$(PY) manage.py makemessages -l es -i ".venv*" -i var -i node_modules -i static
