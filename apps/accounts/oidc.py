@@ -187,16 +187,17 @@ class OidcBackend(OIDCAuthenticationBackend):
     """The library's backend, answering only the callback view, with the provider's endpoints from
     oidc_provider(), the ID token's issuer and audience checked, and the user from oidc_sign_in()."""
 
+    provider: OidcConfig
+
     def __init__(self, *args, **kwargs):
         # Django builds every backend for every sign-in (passwords too) and for every request of a
         # session: the library's set-up, which may fetch the discovery document, waits for authenticate().
         from django.contrib.auth import get_user_model
 
         self.UserModel = get_user_model()
-        self.provider: OidcConfig | None = None
 
     def get_settings(self, attr, *args):
-        provider = self.provider
+        provider = getattr(self, "provider", None)
         if provider is not None:
             value = {
                 "OIDC_OP_TOKEN_ENDPOINT": provider.token_endpoint,
@@ -219,7 +220,6 @@ class OidcBackend(OIDCAuthenticationBackend):
     def verify_token(self, token, **kwargs):
         """The library checks the signature (JWKS), expiry and nonce; the issuer and audience are checked here."""
         payload = super().verify_token(token, **kwargs)
-        assert self.provider is not None
         if payload.get("iss") not in self.provider.issuers:
             raise SuspiciousOperation(
                 f"ID token issuer {payload.get('iss')!r} is not the configured provider."
@@ -243,7 +243,6 @@ class OidcBackend(OIDCAuthenticationBackend):
         return userinfo
 
     def get_or_create_user(self, access_token, id_token, payload):
-        assert self.provider is not None
         try:
             userinfo = self.get_userinfo(access_token, id_token, payload)
         except SuspiciousOperation as exc:  # the library would swallow it: record it first

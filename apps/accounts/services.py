@@ -386,7 +386,7 @@ def oidc_sign_in(*, issuer: str, claims: Mapping[str, Any], policy: OidcPolicy) 
             changes={"username": user.username, "email": user.email, "issuer": issuer, "subject": subject},
         )
     else:
-        assert user is not None
+        user = identity.user
         profile = _oidc_profile(claims)
         before = {key: getattr(user, key) for key, value in profile.items() if getattr(user, key) != value}
         if before:
