@@ -280,6 +280,27 @@ def test_tokens_that_fail_the_checks_are_refused(oidc, teams, fault, reason):
     assert reason in AuditEvent.objects.get(sequence__gt=before).changes["reason"]
 
 
+def test_a_token_endpoint_that_refuses_the_client_lands_on_the_sign_in_page(oidc, teams, settings):
+    settings.OIDC_RP_CLIENT_SECRET = "not-the-secret"
+    oidc.user["groups"] = ["atalaya-support-governance"]
+    client = Client()
+    before = last_sequence()
+    assert "Sign-in with Fake IdP failed" in refused_page(client, sign_in_through(client, oidc))
+    assert "status: 401" in AuditEvent.objects.get(sequence__gt=before).changes["reason"]
+
+
+def test_groups_from_userinfo_and_the_client_authenticated_with_basic_auth(oidc, teams, settings):
+    settings.OIDC_TOKEN_USE_BASIC_AUTH = True
+    oidc.id_token_omits = {"groups", "email", "name", "given_name", "family_name"}
+    oidc.user["groups"] = ["atalaya-finance-engineers"]
+    client = Client()
+    sign_in_through(client, oidc)
+    user = signed_in_as(client)
+    assert user is not None and user.email == "ana@example.com"
+    assert memberships(user) == {("finance", "engineer", "oidc")}
+    assert "client_secret" not in oidc.token_requests[-1]
+
+
 def test_a_code_cannot_be_replayed(oidc, teams):
     oidc.user["groups"] = ["atalaya-support-engineers"]
     client = Client()
