@@ -1,17 +1,30 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 
-from apps.accounts.models import ApiToken, Membership, Team, User
+from apps.accounts.models import ApiToken, Membership, OidcIdentity, Team, User
 
 
 class MembershipInline(admin.TabularInline):
+    """Roles added here are local; those from the sign-in provider's groups change at each sign-in."""
+
     model = Membership
     extra = 0
+    readonly_fields = ("source",)
+
+
+class OidcIdentityInline(admin.TabularInline):
+    model = OidcIdentity
+    extra = 0
+    readonly_fields = ("issuer", "subject", "last_sign_in_at")
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(User)
 class AtalayaUserAdmin(UserAdmin):
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, OidcIdentityInline]
 
 
 @admin.register(Team)

@@ -35,9 +35,16 @@ class Team(BaseModel):
 
 
 class Membership(BaseModel):
+    class Source(models.TextChoices):
+        LOCAL = "local", _("Granted in Atalaya")
+        OIDC = "oidc", _("From the sign-in provider's groups")
+
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=32, choices=Role.choices)
+    # OIDC memberships follow the provider's groups at every sign-in; local ones (an administrator,
+    # seed_demo) are never touched by that synchronisation.
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.LOCAL)
 
     class Meta:
         constraints = [
@@ -47,6 +54,25 @@ class Membership(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.user} {self.role}@{self.team}"
+
+
+class OidcIdentity(BaseModel):
+    """Who a user is at an OpenID Connect provider: the ID token's issuer and subject, never the
+    e-mail address (which the provider may reassign)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="oidc_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    last_sign_in_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="oidc_identity_unique_subject")
+        ]
+        ordering = ["issuer", "subject"]
+
+    def __str__(self) -> str:
+        return f"{self.subject}@{self.issuer}"
 
 
 TOKEN_PREFIX = "atl"

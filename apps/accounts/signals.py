@@ -10,6 +10,8 @@ from django.http import HttpRequest
 
 from apps.accounts.services import session_event_record
 
+OIDC_BACKEND = "apps.accounts.oidc.OidcBackend"
+
 
 def _from_web(request: HttpRequest | None) -> bool:
     return request is not None and hasattr(request, "request_id")
@@ -17,7 +19,8 @@ def _from_web(request: HttpRequest | None) -> bool:
 
 @receiver(user_logged_in, dispatch_uid="atalaya_audit_signed_in")
 def _signed_in(sender, request=None, user=None, **kwargs) -> None:
-    if _from_web(request):
+    # A sign-in through the OIDC provider was audited by oidc_sign_in(), with what it changed.
+    if _from_web(request) and getattr(user, "backend", "") != OIDC_BACKEND:
         session_event_record(event="signed_in", user=user)
 
 
@@ -29,6 +32,7 @@ def _signed_out(sender, request=None, user=None, **kwargs) -> None:
 
 @receiver(user_login_failed, dispatch_uid="atalaya_audit_sign_in_failed")
 def _sign_in_failed(sender, credentials=None, request=None, **kwargs) -> None:
-    if _from_web(request):
+    # The OIDC callback (the only caller passing a nonce) audits its own failures, with the reason.
+    if _from_web(request) and "nonce" not in (credentials or {}):
         username = str((credentials or {}).get("username", ""))
         session_event_record(event="sign_in_failed", user=None, username=username)

@@ -91,6 +91,37 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
+# Sign-in: passwords (the embedded default; ATALAYA_PASSWORD_SIGN_IN=false turns them off) and, when
+# OIDC_RP_CLIENT_ID is set, Google or any OpenID Connect provider through mozilla-django-oidc
+# (apps/accounts/oidc.py; README.md, "Sign-in with Google or OpenID Connect"). The OIDC backend is
+# always listed and authenticates nobody while OIDC is off.
+PASSWORD_SIGN_IN = env.bool("ATALAYA_PASSWORD_SIGN_IN", default=True)
+AUTHENTICATION_BACKENDS = [
+    *(["django.contrib.auth.backends.ModelBackend"] if PASSWORD_SIGN_IN else []),
+    "apps.accounts.oidc.OidcBackend",
+]
+OIDC_RP_CLIENT_ID = env.str("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="OpenID Connect")  # the button: "Sign in with …"
+OIDC_DISCOVERY_URL = env.str("OIDC_DISCOVERY_URL", default="")  # read once per process; settings below win
+OIDC_OP_ISSUER = env.list("OIDC_OP_ISSUER", default=[])  # the ID token's `iss` (several spellings allowed)
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_USE_PKCE = env.bool("OIDC_USE_PKCE", default=True)
+OIDC_TOKEN_USE_BASIC_AUTH = env.bool("OIDC_TOKEN_USE_BASIC_AUTH", default=False)
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT_SECONDS", default=10.0)
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_GROUP_ROLES = env.str("OIDC_GROUP_ROLES", default="")  # group=team:role,… (checked at startup)
+OIDC_ALLOW_UNMAPPED = env.bool("OIDC_ALLOW_UNMAPPED", default=False)
+OIDC_ALLOWED_DOMAINS = env.list("OIDC_ALLOWED_DOMAINS", default=[])
+OIDC_DOMAIN_CLAIM = env.str("OIDC_DOMAIN_CLAIM", default="")  # "hd" for Google Workspace
+OIDC_AUTHENTICATION_CALLBACK_URL = "accounts:oidc_callback"
+LOGIN_REDIRECT_URL_FAILURE = "accounts:login"
+
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://atalaya")}
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -18,6 +18,15 @@ locals {
     LOG_LEVEL                   = "INFO"
     LOG_FORMAT                  = "json"
     WEB_CONCURRENCY             = tostring(var.web_concurrency)
+    # Sign-in with Google or OpenID Connect (README.md), off unless the client id is set; the client
+    # secret belongs in secrets.tf (a secret for OIDC_RP_CLIENT_SECRET, readable by the web identity).
+    # OIDC_RP_CLIENT_ID    = "1234-abc.apps.googleusercontent.com"
+    # OIDC_PROVIDER_NAME   = "Google"
+    # OIDC_DISCOVERY_URL   = "https://accounts.google.com/.well-known/openid-configuration"
+    # OIDC_OP_ISSUER       = "https://accounts.google.com,accounts.google.com"
+    # OIDC_GROUP_ROLES     = "@example.com=support:annotator"
+    # OIDC_ALLOWED_DOMAINS = "example.com"
+    # OIDC_DOMAIN_CLAIM    = "hd"
   }
   probe_host = var.allowed_hosts[0]
   gunicorn   = "exec gunicorn console.wsgi -b 0.0.0.0:8000 -w $${WEB_CONCURRENCY:-2} --access-logfile - --worker-tmp-dir /dev/shm"
