@@ -32,6 +32,7 @@ from apps.workflows.registry import SubjectHandler, subject_kind_register
 from apps.workflows.services import approval_request_open
 
 ARTIFACT_SCHEMES = ("gs://", "s3://", "file://", "hf://", "https://", "/")
+DATASET_SCHEMES = (*ARTIFACT_SCHEMES, "bq://")
 MAX_METRICS = 50
 MAX_JSON_CHARS = 20_000
 
@@ -50,16 +51,17 @@ def _validate_slug(value: str, validator: Any, field: str) -> None:
         ) from None
 
 
-def _validate_uri(value: str, field: str, *, required: bool) -> str:
+def _validate_uri(
+    value: str, field: str, *, required: bool, schemes: tuple[str, ...] = ARTIFACT_SCHEMES
+) -> str:
     value = (value or "").strip()
     if not value:
         if required:
             raise Unprocessable(f"{field}: give a URI.", code="invalid_" + field, details={"field": field})
         return ""
-    if len(value) > 1000 or not value.startswith(ARTIFACT_SCHEMES) or any(c.isspace() for c in value):
+    if len(value) > 1000 or not value.startswith(schemes) or any(c.isspace() for c in value):
         raise Unprocessable(
-            f"{field}: use a URI starting with {', '.join(ARTIFACT_SCHEMES)} (at most 1,000 characters, "
-            "no spaces).",
+            f"{field}: use a URI starting with {', '.join(schemes)} (at most 1,000 characters, no spaces).",
             code="invalid_" + field,
             details={"field": field},
         )
@@ -220,9 +222,9 @@ def adapter_version_register(
         artifact_uri=_validate_uri(artifact_uri, "artifact_uri", required=True),
         metrics=_validate_metrics(metrics or {}),
         hyperparameters=_validate_object(hyperparameters or {}, "hyperparameters"),
-        dataset_uri=_validate_uri(dataset_uri, "dataset_uri", required=False),
+        dataset_uri=_validate_uri(dataset_uri, "dataset_uri", required=False, schemes=DATASET_SCHEMES),
         validation_dataset_uri=_validate_uri(
-            validation_dataset_uri, "validation_dataset_uri", required=False
+            validation_dataset_uri, "validation_dataset_uri", required=False, schemes=DATASET_SCHEMES
         ),
         lineage=_validate_object(lineage or {}, "lineage"),
         notes=notes[:4000],
