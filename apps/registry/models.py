@@ -167,5 +167,5 @@ class AliasMove(BaseModel):
         ]
 
     def __str__(self) -> str:
-        target = f"v{self.version.number}" if self.version_id else "nothing"
+        target = f"v{self.version.number}" if self.version is not None else "nothing"
         return f"{self.adapter}@{self.alias} → {target}"

@@ -316,15 +316,14 @@ _MOVE_OUTCOME = {
 def _alias_apply(*, move: AliasMove, actor: User, request: ApprovalRequest) -> None:
     current = AdapterAlias.objects.select_for_update().filter(adapter=move.adapter, name=move.alias).first()
     before = current.version.number if current else None
-    if move.version_id is None:
+    target = move.version
+    if target is None:
         if current is not None:
             current.delete()
     elif current is None:
-        AdapterAlias.objects.create(
-            adapter=move.adapter, name=move.alias, version=move.version, moved_by=actor
-        )
+        AdapterAlias.objects.create(adapter=move.adapter, name=move.alias, version=target, moved_by=actor)
     else:
-        current.version = move.version
+        current.version = target
         current.moved_by = actor
         current.save(update_fields=["version", "moved_by", "updated_at"])
     audit_event_record(
@@ -334,7 +333,7 @@ def _alias_apply(*, move: AliasMove, actor: User, request: ApprovalRequest) -> N
         changes={
             "alias": move.alias,
             "from_version": before,
-            "to_version": move.version.number if move.version_id else None,
+            "to_version": target.number if target is not None else None,
             "approval_request": request.pk,
             "requested_by": move.requested_by.username,
         },
