@@ -4,6 +4,7 @@ from apps.accounts.models import ApiToken, Membership, User
 from apps.audit.services import audit_chain_verify
 from apps.catalog.models import PromptLabel, VersionStatus
 from apps.logs.models import EventState, LogEvent
+from apps.registry.models import AdapterAlias
 from apps.workflows.models import ApprovalRequest
 
 
@@ -24,6 +25,8 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
     assert ApprovalRequest.objects.filter(status="open").count() == 1  # v2 waits for governance
     assert LogEvent.objects.filter(state=EventState.STORED).count() == 240
     assert not any("@example.com" in (e.input[1]["content"]) for e in LogEvent.objects.all())
+    champion = AdapterAlias.objects.get(adapter__name="support-tone", name="champion")
+    assert champion.version.number == 1 and champion.adapter.versions.count() == 2
     assert audit_chain_verify().ok
 
     call_command("seed_demo")

@@ -22,6 +22,8 @@ class Scope(models.TextChoices):
     FEEDBACK_WRITE = "feedback:write", _("Send end-user feedback")
     COSTS_READ = "costs:read", _("Read costs")
     COSTS_WRITE = "costs:write", _("Manage budgets and price tables")
+    MODELS_READ = "models:read", _("Read the model and adapter registry")
+    MODELS_WRITE = "models:write", _("Register models, adapters and versions; request alias moves")
     ALL = "all", _("Everything its user may do in the team")
 
 
@@ -32,3 +34,5 @@ LABEL_MOVERS = frozenset({Role.ADMIN, Role.GOVERNANCE, Role.ENGINEER})
 PROTECTED_LABEL_MOVERS = frozenset({Role.GOVERNANCE})
 AUDIT_READERS = frozenset({Role.ADMIN, Role.GOVERNANCE})
 TOKEN_ADMINS = frozenset({Role.ADMIN})
+REGISTRY_READERS = frozenset({Role.ADMIN, Role.GOVERNANCE, Role.ENGINEER, Role.PRODUCT_OWNER})
+REGISTRY_WRITERS = frozenset({Role.ADMIN, Role.ENGINEER})

@@ -43,6 +43,12 @@ ACTIONS = {
     "logs.quarantine_retried": _("Quarantine retried"),
     "logs.retention_applied": _("Old logs deleted (retention)"),
     "logs.policy_changed": _("Log policy changed"),
+    "registry.base_model_registered": _("Base model registered"),
+    "registry.adapter_created": _("Adapter created"),
+    "registry.version_registered": _("Adapter version registered"),
+    "registry.alias_move_requested": _("Alias move requested"),
+    "registry.alias_moved": _("Alias moved"),
+    "registry.alias_move_closed": _("Alias move not applied"),
 }
 
 

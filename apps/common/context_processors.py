@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from apps.accounts.roles import AUDIT_READERS, CATALOG_READERS, Role
+from apps.accounts.roles import AUDIT_READERS, CATALOG_READERS, REGISTRY_READERS, Role
 from apps.accounts.selectors import user_team_roles
 from apps.costs.selectors import COST_READERS
 from apps.logs.selectors import LOG_AGGREGATE_READERS
@@ -37,6 +37,8 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         add("logs", _("Logs"), reverse("logs:explorer"))
     if held & COST_READERS:
         add("costs", _("Costs"), reverse("costs:dashboard"))
+    if held & REGISTRY_READERS:
+        add("registry", _("Registry"), reverse("registry:index"))
     if held & AUDIT_READERS:
         add("audit", _("Audit"), reverse("audit:list"))
     add("accounts", _("Tokens"), reverse("accounts:tokens"))

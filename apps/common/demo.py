@@ -156,6 +156,7 @@ def demo_seed(*, password: str) -> DemoResult:
         )
 
         _demo_logs(eng)
+        _demo_registry(eng=eng, gov=gov, team=support)
 
         _, result.token = token_create(
             actor=eng,
@@ -191,6 +192,54 @@ DEMO_ANSWERS = [
     "Thanks for writing. I have forwarded your request to our team; you will hear from us within 24 hours.",
     "Gracias por escribirnos. Hemos registrado tu solicitud y te responderemos en menos de 24 horas.",
 ]
+
+
+def _demo_registry(*, eng: User, gov: User, team: Team) -> None:
+    """Two base models of support, an adapter over the open one with two versions, and `champion` on v1
+    (moved through approval, like any alias)."""
+    from apps.registry.services import (
+        adapter_create,
+        adapter_version_register,
+        alias_move_request,
+        base_model_register,
+    )
+
+    base_model_register(
+        actor=eng,
+        team=team,
+        provider="vertex",
+        model_id="gemini-2.5-flash",
+        display_name="Gemini 2.5 Flash",
+        context_window=1_048_576,
+        notes="Called through Vertex AI; tuned with Vertex managed supervised tuning.",
+    )
+    gemma = base_model_register(
+        actor=eng,
+        team=team,
+        provider="hugging_face",
+        model_id="google/gemma-3-1b-it",
+        display_name="Gemma 3 1B instruct",
+        context_window=32_768,
+        notes="Open weights, tuned with LoRA on Vertex AI custom jobs.",
+    )
+    adapter = adapter_create(
+        actor=eng, base_model=gemma, name="support-tone", description="Answers in the support team's tone."
+    )
+    for number, (train, validation) in enumerate(((0.61, 0.66), (0.48, 0.55)), start=1):
+        adapter_version_register(
+            actor=eng,
+            adapter=adapter,
+            artifact_uri=f"gs://atalaya-demo-artifacts/support-tone/v{number}",
+            metrics={"train_loss": train, "validation_loss": validation},
+            hyperparameters={"rank": 8 * number, "alpha": 16 * number, "epochs": 3},
+            dataset_uri="gs://atalaya-demo-data/support/train.jsonl",
+        )
+    move = alias_move_request(
+        actor=eng, adapter=adapter, alias="champion", version_number=1, reason="First version in production."
+    )
+    approval_decision_record(
+        request_id=move.request.pk, reviewer=gov, decision="approve", comment="Good losses."
+    )
 
 
 def _demo_logs(engineer: User) -> None:

@@ -16,6 +16,7 @@ class SubjectKind(models.TextChoices):
     PROMPT_VERSION = "prompt_version", _("Prompt version")
     LABEL_MOVE = "label_move", _("Protected label move")
     BUDGET_RAISE = "budget_raise", _("Budget raise")
+    ALIAS_MOVE = "alias_move", _("Adapter alias move")
 
 
 class ApprovalPolicy(BaseModel):

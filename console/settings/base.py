@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "apps.cloud",
     "apps.logs",
     "apps.costs",
+    "apps.registry",
 ]
 
 MIDDLEWARE = [
@@ -213,6 +214,7 @@ CELERY_BEAT_SCHEDULE = {
     "logs-export": {"task": "workers.logs.export", "schedule": timedelta(minutes=1)},
     "costs-rollup": {"task": "workers.costs.rollup", "schedule": timedelta(minutes=1)},
     "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
+    "registry-mlflow-catch-up": {"task": "workers.registry.mlflow_catch_up", "schedule": timedelta(minutes=5)},
     "audit-verify-chain": {
         "task": "workers.audit.verify_chain",
         "schedule": timedelta(minutes=env.int("ATALAYA_AUDIT_VERIFY_MINUTES", default=60)),
@@ -243,6 +245,10 @@ BIGQUERY_DATASET = env.str("BIGQUERY_DATASET", default="atalaya")
 BIGQUERY_TABLE = env.str("BIGQUERY_TABLE", default="log_events")
 BIGQUERY_LOCATION = env.str("BIGQUERY_LOCATION", default="EU")
 BIGQUERY_API_ENDPOINT = env.str("BIGQUERY_API_ENDPOINT", default="")  # tests point this at bqemulator
+# The registry's mirror: MLflow on a local SQLite store by default, a tracking server by URL.
+MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.db'}")
+MLFLOW_REGISTRY_URI = env.str("MLFLOW_REGISTRY_URI", default="") or MLFLOW_TRACKING_URI
+MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="atalaya-registry")
 
 # Logs: staged text is encrypted with these Fernet keys (newest first; Secret Manager in production).
 LOG_STAGING_KEYS = env.list("ATALAYA_STAGING_KEYS", default=[])
