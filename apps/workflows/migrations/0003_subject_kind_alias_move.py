@@ -4,20 +4,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('workflows', '0002_alter_approvalpolicy_subject_kind_and_more'),
+        ("workflows", "0002_alter_approvalpolicy_subject_kind_and_more"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='approvalpolicy',
-            name='subject_kind',
-            field=models.CharField(choices=[('prompt_version', 'Prompt version'), ('label_move', 'Protected label move'), ('budget_raise', 'Budget raise'), ('alias_move', 'Adapter alias move')], max_length=40),
+            model_name="approvalpolicy",
+            name="subject_kind",
+            field=models.CharField(
+                choices=[
+                    ("prompt_version", "Prompt version"),
+                    ("label_move", "Protected label move"),
+                    ("budget_raise", "Budget raise"),
+                    ("alias_move", "Adapter alias move"),
+                ],
+                max_length=40,
+            ),
         ),
         migrations.AlterField(
-            model_name='approvalrequest',
-            name='subject_kind',
-            field=models.CharField(choices=[('prompt_version', 'Prompt version'), ('label_move', 'Protected label move'), ('budget_raise', 'Budget raise'), ('alias_move', 'Adapter alias move')], max_length=40),
+            model_name="approvalrequest",
+            name="subject_kind",
+            field=models.CharField(
+                choices=[
+                    ("prompt_version", "Prompt version"),
+                    ("label_move", "Protected label move"),
+                    ("budget_raise", "Budget raise"),
+                    ("alias_move", "Adapter alias move"),
+                ],
+                max_length=40,
+            ),
         ),
     ]
