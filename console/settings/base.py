@@ -214,7 +214,10 @@ CELERY_BEAT_SCHEDULE = {
     "logs-export": {"task": "workers.logs.export", "schedule": timedelta(minutes=1)},
     "costs-rollup": {"task": "workers.costs.rollup", "schedule": timedelta(minutes=1)},
     "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
-    "registry-mlflow-catch-up": {"task": "workers.registry.mlflow_catch_up", "schedule": timedelta(minutes=5)},
+    "registry-mlflow-catch-up": {
+        "task": "workers.registry.mlflow_catch_up",
+        "schedule": timedelta(minutes=5),
+    },
     "audit-verify-chain": {
         "task": "workers.audit.verify_chain",
         "schedule": timedelta(minutes=env.int("ATALAYA_AUDIT_VERIFY_MINUTES", default=60)),
