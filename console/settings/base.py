@@ -1,5 +1,7 @@
 """Settings shared by every environment. Values that differ come from console.env."""
 
+import shlex
+import sys
 from datetime import timedelta
 
 from django.utils.translation import gettext_lazy as _
@@ -209,11 +211,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The tuning poller (beat) reads every running job's state this often.
+TUNING_POLL_SECONDS = env.int("ATALAYA_TUNING_POLL_SECONDS", default=10)
 CELERY_BEAT_SCHEDULE = {
     "logs-dispatch-pending": {"task": "workers.logs.dispatch_pending", "schedule": timedelta(seconds=30)},
     "logs-export": {"task": "workers.logs.export", "schedule": timedelta(minutes=1)},
     "costs-rollup": {"task": "workers.costs.rollup", "schedule": timedelta(minutes=1)},
     "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
+    "tuning-poll": {"task": "workers.tuning.poll_jobs", "schedule": timedelta(seconds=TUNING_POLL_SECONDS)},
     "registry-mlflow-catch-up": {
         "task": "workers.registry.mlflow_catch_up",
         "schedule": timedelta(minutes=5),
@@ -252,6 +257,11 @@ BIGQUERY_API_ENDPOINT = env.str("BIGQUERY_API_ENDPOINT", default="")  # tests po
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.db'}")
 MLFLOW_REGISTRY_URI = env.str("MLFLOW_REGISTRY_URI", default="") or MLFLOW_TRACKING_URI
 MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="atalaya-registry")
+# The local runner (JOB_BACKEND=local): job folders, and the trainer's command line (deploy/trainer/).
+LOCAL_JOBS_DIR = env.str("ATALAYA_LOCAL_JOBS_DIR", default=str(VAR_DIR / "jobs"))
+TRAINER_COMMAND = shlex.split(
+    env.str("ATALAYA_TRAINER_COMMAND", default=f"{shlex.quote(sys.executable)} deploy/trainer/train.py")
+)
 
 # Logs: staged text is encrypted with these Fernet keys (newest first; Secret Manager in production).
 LOG_STAGING_KEYS = env.list("ATALAYA_STAGING_KEYS", default=[])
