@@ -289,7 +289,12 @@ class FakeVertex:
                 job.tuned_model.model = f"{self._parent_of(name)}/models/{next(self._ids)}@1"
 
     def seed_custom_jobs(
-        self, n: int, *, state: str = "RUNNING", labels: dict[str, str] | None = None
+        self,
+        n: int,
+        *,
+        state: str = "RUNNING",
+        labels: dict[str, str] | None = None,
+        output_prefix: str = "gs://bench",
     ) -> list[str]:
         """n jobs already at Vertex (what a poller finds after n submits), without n create calls."""
         parent = "projects/atalaya-test/locations/us-central1"
@@ -303,7 +308,7 @@ class FakeVertex:
                 job.create_time.CopyFrom(_now())
                 job.start_time.CopyFrom(job.create_time)
                 job.labels.update({"atalaya-managed": "true", "atalaya-key": f"seeded-{i}", **(labels or {})})
-                job.job_spec.base_output_directory.output_uri_prefix = f"gs://bench/seeded-{i}"
+                job.job_spec.base_output_directory.output_uri_prefix = f"{output_prefix}/seeded-{i}"
                 pool = job.job_spec.worker_pool_specs.add()
                 pool.machine_spec.machine_type = "g2-standard-12"
                 pool.container_spec.image_uri = "trainer:latest"
