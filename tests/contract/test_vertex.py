@@ -36,7 +36,7 @@ def lora_spec(key="atalaya-tuning-42", **changes):
         "accelerator_type": "NVIDIA_L4",
         "accelerator_count": 1,
         "output_uri": "gs://atalaya-jobs/tuning-42",
-        "labels": {"team": "Support", "Requested-By": "ana@example.es"},
+        "labels": {"team": "Support", "Tuning-Request": "42"},
     }
     values.update(changes)
     return TrainingSpec(**values)
@@ -119,7 +119,7 @@ def test_submit_creates_one_custom_job_with_the_worker_pool_the_trainer_and_the_
     assert labels["atalaya-managed"] == "true"
     assert labels["atalaya-key"] == "atalaya-tuning-42"
     assert labels["team"] == "support-" + labels["team"][-8:]  # lowercased, with a hash of "Support"
-    assert labels["requested-by"].startswith("ana-example-es-")
+    assert labels["tuning-request"] == "42"
 
     assert status.name.startswith(f"{PARENT}/customJobs/")
     assert status.name in vertex_fake.custom_jobs
@@ -475,6 +475,10 @@ def test_a_slow_or_unreachable_vertex_is_backend_unavailable_within_the_timeout(
 
 
 def test_a_request_vertex_refuses_is_a_backend_error_with_its_message(jobs, serving, vertex_fake):
+    with pytest.raises(BackendError, match="VERTEX_SERVING_IMAGE is not set"):
+        VertexServingBackend(serving.clients).register_model(
+            display_name="m", artifact_uri="gs://a", serving_image=""
+        )
     with pytest.raises(
         BackendError, match="Accelerator NVIDIA_TESLA_T4 is not supported for machine type g2"
     ):

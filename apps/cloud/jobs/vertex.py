@@ -344,7 +344,9 @@ class VertexJobBackend:
 
     def _create_custom_job(self, spec: TrainingSpec) -> Any:
         if not self.trainer_image:
-            raise ImproperlyConfigured("JOB_BACKEND=vertex needs VERTEX_TRAINER_IMAGE for LoRA jobs")
+            raise BackendError(
+                "VERTEX_TRAINER_IMAGE is not set: Vertex AI has no trainer to run for LoRA jobs"
+            )
         if not spec.output_uri:
             raise BackendError("a Vertex job needs an output_uri (gs://…) for the adapter")
         machine: dict[str, Any] = {"machine_type": spec.machine_type or "n1-standard-4"}
@@ -544,7 +546,7 @@ class VertexServingBackend:
     ) -> RegisteredModel:
         image = serving_image or self.serving_image
         if not image:
-            raise ImproperlyConfigured("JOB_BACKEND=vertex needs VERTEX_SERVING_IMAGE to register models")
+            raise BackendError("VERTEX_SERVING_IMAGE is not set and no serving image was given for the model")
         model = aiplatform_v1.Model(
             display_name=display_name[:128],
             artifact_uri=artifact_uri,
