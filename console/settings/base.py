@@ -263,6 +263,20 @@ TRAINER_COMMAND = shlex.split(
     env.str("ATALAYA_TRAINER_COMMAND", default=f"{shlex.quote(sys.executable)} deploy/trainer/train.py")
 )
 
+# GPU jobs and serving (apps/cloud/jobs): local runner by default, Vertex AI by setting.
+JOB_BACKEND = env.str("JOB_BACKEND", default="local")  # local | vertex
+VERTEX_PROJECT = env.str("VERTEX_PROJECT", default="")  # empty: GOOGLE_CLOUD_PROJECT
+VERTEX_LOCATION = env.str("VERTEX_LOCATION", default="us-central1")
+VERTEX_STAGING_BUCKET = env.str("VERTEX_STAGING_BUCKET", default="")  # gs://… for the SDK's staging
+VERTEX_TRAINER_IMAGE = env.str("VERTEX_TRAINER_IMAGE", default="")  # built from deploy/trainer/Dockerfile
+VERTEX_SERVING_IMAGE = env.str("VERTEX_SERVING_IMAGE", default="")  # serving container for registered models
+VERTEX_SERVICE_ACCOUNT = env.str("VERTEX_SERVICE_ACCOUNT", default="")  # the identity jobs run as
+VERTEX_API_ENDPOINT = env.str("VERTEX_API_ENDPOINT", default="")  # tests point this at the in-repo fake
+VERTEX_TIMEOUT_SECONDS = env.float("VERTEX_TIMEOUT_SECONDS", default=30.0)  # each call
+VERTEX_OPERATION_TIMEOUT_SECONDS = env.float("VERTEX_OPERATION_TIMEOUT_SECONDS", default=1800.0)  # deploys
+VERTEX_RETRY = env.bool("VERTEX_RETRY", default=True)  # a short retry on UNAVAILABLE; False: retry=None
+VERTEX_ANONYMOUS_CREDENTIALS = env.bool("VERTEX_ANONYMOUS_CREDENTIALS", default=False)  # only the fake
+
 # Logs: staged text is encrypted with these Fernet keys (newest first; Secret Manager in production).
 LOG_STAGING_KEYS = env.list("ATALAYA_STAGING_KEYS", default=[])
 PII_TOKEN_KEY = env.str("ATALAYA_PII_TOKEN_KEY", default="")
