@@ -6,7 +6,6 @@ class TuningConfig(AppConfig):
     label = "tuning"
 
     def ready(self) -> None:
-        from apps.tuning import deployments, services
+        from apps.tuning import services
 
         services.register_subjects()
-        deployments.register_subjects()

@@ -33,8 +33,12 @@ class TuningStatus(models.TextChoices):
 
 TUNING_TRANSITIONS: dict[str, frozenset[str]] = {
     TuningStatus.DRAFT: frozenset({TuningStatus.PENDING_APPROVAL, TuningStatus.CANCELLED}),
-    TuningStatus.PENDING_APPROVAL: frozenset({TuningStatus.APPROVED, TuningStatus.REJECTED, TuningStatus.DRAFT}),
-    TuningStatus.APPROVED: frozenset({TuningStatus.QUEUED, TuningStatus.RUNNING, TuningStatus.FAILED, TuningStatus.CANCELLED}),
+    TuningStatus.PENDING_APPROVAL: frozenset(
+        {TuningStatus.APPROVED, TuningStatus.REJECTED, TuningStatus.DRAFT}
+    ),
+    TuningStatus.APPROVED: frozenset(
+        {TuningStatus.QUEUED, TuningStatus.RUNNING, TuningStatus.FAILED, TuningStatus.CANCELLED}
+    ),
     TuningStatus.QUEUED: frozenset(
         {TuningStatus.RUNNING, TuningStatus.SUCCEEDED, TuningStatus.FAILED, TuningStatus.CANCELLED}
     ),
@@ -165,7 +169,9 @@ class Deployment(BaseModel):
         FoundationModel, on_delete=models.PROTECT, null=True, blank=True, related_name="deployments"
     )
     strategy = models.CharField(max_length=20, choices=DeploymentStrategy.choices)
-    traffic_percent = models.PositiveSmallIntegerField(validators=[MinValueValidator(1), MaxValueValidator(100)])
+    traffic_percent = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
     status = models.CharField(max_length=20, choices=DeploymentStatus.choices, default=DeploymentStatus.DRAFT)
     machine_type = models.CharField(max_length=64, blank=True)
     accelerator_type = models.CharField(max_length=64, blank=True)

@@ -86,7 +86,9 @@ def _uri(value: str, field: str, *, required: bool) -> str:
     value = (value or "").strip()
     if not value:
         if required:
-            raise Unprocessable(f"{field}: give the dataset's URI.", code="invalid_" + field, details={"field": field})
+            raise Unprocessable(
+                f"{field}: give the dataset's URI.", code="invalid_" + field, details={"field": field}
+            )
         return ""
     if len(value) > 1000 or any(c.isspace() for c in value) or not value.startswith(TRAINING_SCHEMES):
         raise Unprocessable(
@@ -125,9 +127,15 @@ def _hyperparameters(method: str, given: Any) -> dict[str, Any]:
     return clean
 
 
-def _hardware(method: str, machine_type: str, accelerator_type: str, accelerator_count: Any) -> tuple[str, str, int]:
+def _hardware(
+    method: str, machine_type: str, accelerator_type: str, accelerator_count: Any
+) -> tuple[str, str, int]:
     machine_type, accelerator_type = (machine_type or "").strip(), (accelerator_type or "").strip().upper()
-    if isinstance(accelerator_count, bool) or not isinstance(accelerator_count, int) or not 0 <= accelerator_count <= 16:
+    if (
+        isinstance(accelerator_count, bool)
+        or not isinstance(accelerator_count, int)
+        or not 0 <= accelerator_count <= 16
+    ):
         raise Unprocessable("accelerator_count: 0 to 16.", code="invalid_accelerator")
     if method == TuningMethod.VERTEX_SUPERVISED:
         if machine_type or accelerator_type or accelerator_count:
@@ -138,10 +146,13 @@ def _hardware(method: str, machine_type: str, accelerator_type: str, accelerator
         return "", "", 0
     if bool(accelerator_type) != bool(accelerator_count):
         raise Unprocessable(
-            "accelerator_type and accelerator_count go together (none for a CPU job).", code="invalid_accelerator"
+            "accelerator_type and accelerator_count go together (none for a CPU job).",
+            code="invalid_accelerator",
         )
     if len(machine_type) > 64 or len(accelerator_type) > 64:
-        raise Unprocessable("machine_type and accelerator_type: at most 64 characters.", code="invalid_accelerator")
+        raise Unprocessable(
+            "machine_type and accelerator_type: at most 64 characters.", code="invalid_accelerator"
+        )
     return machine_type, accelerator_type, accelerator_count
 
 
@@ -166,7 +177,9 @@ def accelerator_price(accelerator_type: str, at: Any = None) -> Price | None:
     )
 
 
-def cost_estimate(*, accelerator_type: str, accelerator_count: int, hours: Decimal) -> tuple[Decimal | None, Decimal | None]:
+def cost_estimate(
+    *, accelerator_type: str, accelerator_count: int, hours: Decimal
+) -> tuple[Decimal | None, Decimal | None]:
     """(hourly price of one accelerator, estimated cost) — None when there is no accelerator or no price."""
     if not accelerator_type or not accelerator_count:
         return None, None
@@ -235,8 +248,10 @@ def tuning_request_create(
 
 @transaction.atomic
 def tuning_request_submit(*, actor: User, request: TuningRequest) -> ApprovalRequest:
-    request = TuningRequest.objects.select_for_update().select_related("adapter__team", "adapter__base_model").get(
-        pk=request.pk
+    request = (
+        TuningRequest.objects.select_for_update()
+        .select_related("adapter__team", "adapter__base_model")
+        .get(pk=request.pk)
     )
     if request.requested_by_id != actor.pk:
         _require(actor, request.team_id, "submit tuning requests")
@@ -256,7 +271,9 @@ def tuning_request_submit(*, actor: User, request: TuningRequest) -> ApprovalReq
         target=request,
         changes={"estimated_cost": str(cost) if cost is not None else None, "currency": request.currency},
     )
-    hardware = f", {request.accelerator_count}× {request.accelerator_type}" if request.accelerator_count else ""
+    hardware = (
+        f", {request.accelerator_count}× {request.accelerator_type}" if request.accelerator_count else ""
+    )
     price = f", ~{cost} {request.currency}" if cost is not None else ""
     approval = approval_request_open(
         subject=request,
@@ -285,26 +302,37 @@ def tuning_request_cancel(*, actor: User, request: TuningRequest) -> TuningReque
         if approval is not None and approval.requested_by_id == actor.pk:
             approval_request_withdraw(request_id=approval.pk, actor=actor)  # → draft, through the handler
         else:
-            raise Conflict("Only the requester withdraws a request waiting for approval.", code="invalid_transition")
+            raise Conflict(
+                "Only the requester withdraws a request waiting for approval.", code="invalid_transition"
+            )
         request.refresh_from_db()
     if request.status in (TuningStatus.QUEUED, TuningStatus.RUNNING):
         if request.cancel_requested_at is None:
             request.cancel_requested_at = timezone.now()
             request.save(update_fields=["cancel_requested_at", "updated_at"])
-            audit_event_record(actor=actor, action="tuning.cancel_requested", target=request, changes={"job": request.job_name})
+            audit_event_record(
+                actor=actor,
+                action="tuning.cancel_requested",
+                target=request,
+                changes={"job": request.job_name},
+            )
             from workers.tuning import cancel_job
 
             transaction.on_commit(lambda: cancel_job.delay(request.pk))
         return request
     if request.status == TuningStatus.APPROVED and request.job_key:
         raise Conflict(
-            "The job is being submitted right now: cancel it again in a few seconds.", code="dispatch_in_progress"
+            "The job is being submitted right now: cancel it again in a few seconds.",
+            code="dispatch_in_progress",
         )
     before = _move(request, TuningStatus.CANCELLED)
     request.ended_at = timezone.now()
     request.save(update_fields=["status", "ended_at", "updated_at"])
     audit_event_record(
-        actor=actor, action="tuning.request_cancelled", target=request, changes={"status": {"from": before, "to": "cancelled"}}
+        actor=actor,
+        action="tuning.request_cancelled",
+        target=request,
+        changes={"status": {"from": before, "to": "cancelled"}},
     )
     return request
 
@@ -329,7 +357,11 @@ def _request_close(*, subject: TuningRequest, request: ApprovalRequest, actor: U
         action="tuning.request_decided",
         target=tuning,
         team=request.team,
-        changes={"status": {"from": before, "to": tuning.status}, "approval_request": request.pk, "comment": comment},
+        changes={
+            "status": {"from": before, "to": tuning.status},
+            "approval_request": request.pk,
+            "comment": comment,
+        },
     )
     if tuning.status == TuningStatus.APPROVED:
         from workers.tuning import dispatch_job
@@ -370,7 +402,7 @@ def training_spec(request: TuningRequest) -> TrainingSpec:
         machine_type=request.machine_type,
         accelerator_type=request.accelerator_type,
         accelerator_count=request.accelerator_count,
-        output_uri="",
+        output_uri=f"{settings.TUNING_ARTIFACTS_URI.rstrip('/')}/{request.job_key}" if settings.TUNING_ARTIFACTS_URI else "",
         labels={"atalaya-team": adapter.team.slug, "atalaya-adapter": adapter.name[:63]},
     )
 
@@ -399,7 +431,10 @@ def tuning_job_dispatch(*, request_id: int, backend: Any) -> TuningRequest | Non
                 request.ended_at = timezone.now()
                 request.save(update_fields=["status", "job_error", "ended_at", "updated_at"])
                 audit_event_record(
-                    actor=None, action="tuning.job_failed", target=request, changes={"error": request.job_error}
+                    actor=None,
+                    action="tuning.job_failed",
+                    target=request,
+                    changes={"error": request.job_error},
                 )
         return request
     with transaction.atomic():
@@ -423,7 +458,9 @@ def _approvers(request: TuningRequest) -> list[str]:
     approval = approval_subject_request(subject=request)
     if approval is None:
         return []
-    return sorted(approval.decisions.filter(decision=Decision.APPROVE).values_list("reviewer__username", flat=True))
+    return sorted(
+        approval.decisions.filter(decision=Decision.APPROVE).values_list("reviewer__username", flat=True)
+    )
 
 
 def _apply_status(request: TuningRequest, status: JobStatus) -> None:
@@ -490,7 +527,9 @@ def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
     active = list(
         TuningRequest.objects.filter(
             status__in=(TuningStatus.QUEUED, TuningStatus.RUNNING), job_backend=backend.name
-        ).exclude(job_name="").values_list("pk", "job_name")
+        )
+        .exclude(job_name="")
+        .values_list("pk", "job_name")
     )
     if not active:
         return {"polled": 0, "changed": 0}
@@ -501,7 +540,11 @@ def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
         if status is None:
             continue
         with transaction.atomic():
-            request = TuningRequest.objects.select_for_update().select_related("adapter__team", "requested_by").get(pk=pk)
+            request = (
+                TuningRequest.objects.select_for_update()
+                .select_related("adapter__team", "requested_by")
+                .get(pk=pk)
+            )
             if request.status not in (TuningStatus.QUEUED, TuningStatus.RUNNING):
                 continue
             before = (request.status, request.job_state, request.progress, request.log_tail)
@@ -512,6 +555,10 @@ def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
 
 def tuning_job_cancel(*, request_id: int, backend: Any) -> None:
     request = TuningRequest.objects.filter(pk=request_id).first()
-    if request is None or not request.job_name or request.status not in (TuningStatus.QUEUED, TuningStatus.RUNNING):
+    if (
+        request is None
+        or not request.job_name
+        or request.status not in (TuningStatus.QUEUED, TuningStatus.RUNNING)
+    ):
         return
     backend.cancel(request.job_name)

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "apps.logs",
     "apps.costs",
     "apps.registry",
+    "apps.tuning",
 ]
 
 MIDDLEWARE = [
@@ -257,6 +258,8 @@ BIGQUERY_API_ENDPOINT = env.str("BIGQUERY_API_ENDPOINT", default="")  # tests po
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.db'}")
 MLFLOW_REGISTRY_URI = env.str("MLFLOW_REGISTRY_URI", default="") or MLFLOW_TRACKING_URI
 MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="atalaya-registry")
+# Where tuning jobs write their adapters on Vertex AI (one folder per job under it): gs://bucket/tuning
+TUNING_ARTIFACTS_URI = env.str("ATALAYA_TUNING_ARTIFACTS_URI", default="")
 # The local runner (JOB_BACKEND=local): job folders, and the trainer's command line (deploy/trainer/).
 LOCAL_JOBS_DIR = env.str("ATALAYA_LOCAL_JOBS_DIR", default=str(VAR_DIR / "jobs"))
 TRAINER_COMMAND = shlex.split(

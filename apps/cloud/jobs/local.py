@@ -12,6 +12,7 @@ Runs LoRA only (managed tuning of Gemini needs Vertex AI) on local datasets (a p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -136,7 +137,9 @@ class LocalJobBackend:
 
     def submit(self, spec: TrainingSpec) -> JobStatus:
         if spec.method != "lora":
-            raise BackendError("The local runner trains LoRA adapters; Vertex managed tuning needs JOB_BACKEND=vertex.")
+            raise BackendError(
+                "The local runner trains LoRA adapters; Vertex managed tuning needs JOB_BACKEND=vertex."
+            )
         folder = self._dir(spec.key)
         folder.mkdir(parents=True, exist_ok=True)
         argv = self._argv(spec, folder / "output")
@@ -155,7 +158,10 @@ class LocalJobBackend:
 
     def _stalled(self, folder: Path) -> bool:
         job = _read_json(folder / "job.json") or {}
-        return not (folder / "pid.json").exists() and time.time() - job.get("created_at", 0) > START_GRACE_SECONDS
+        return (
+            not (folder / "pid.json").exists()
+            and time.time() - job.get("created_at", 0) > START_GRACE_SECONDS
+        )
 
     def _start(self, folder: Path) -> None:
         subprocess.Popen(  # noqa: S603 (our own module, with our own arguments)
@@ -202,7 +208,11 @@ class LocalJobBackend:
             if ended.get("code") == 0:
                 output = folder / "output"
                 metrics = _read_json(output / "metrics.json") or {}
-                numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+                numbers = {
+                    k: float(v)
+                    for k, v in metrics.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
                 return JobStatus(
                     state=JobState.SUCCEEDED,
                     output_uri=output.resolve().as_uri(),
@@ -215,14 +225,19 @@ class LocalJobBackend:
         if _alive(int(started["pid"])):
             return JobStatus(state=JobState.RUNNING, **common)
         return JobStatus(
-            state=JobState.FAILED, error="The trainer's supervisor ended without recording a result (killed?).", **common
+            state=JobState.FAILED,
+            error="The trainer's supervisor ended without recording a result (killed?).",
+            **common,
         )
 
     @staticmethod
     def _failure(folder: Path, code: Any) -> str:
         stderr = [line for line in _tail(folder / "stderr.log", 30) if line.strip()]
         if code == EXIT_MISSING_DEPENDENCIES:
-            return "\n".join(stderr[-3:]) or "The training dependencies are not installed: pip install -e '.[train]'."
+            return (
+                "\n".join(stderr[-3:])
+                or "The training dependencies are not installed: pip install -e '.[train]'."
+            )
         last = "\n".join(stderr[-8:])
         return f"The trainer exited with code {code}." + (f"\n{last}" if last else "")
 
@@ -232,9 +247,9 @@ class LocalJobBackend:
         if started is None:
             if (folder / "job.json").exists() and not (folder / "exit.json").exists():
                 # Not started yet: record the cancellation so the job never runs.
-                (folder / "exit.json").write_text(json.dumps({"code": None, "cancelled": True, "ended_at": time.time()}))
+                (folder / "exit.json").write_text(
+                    json.dumps({"code": None, "cancelled": True, "ended_at": time.time()})
+                )
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(int(started["pid"]), signal.SIGTERM)
-        except ProcessLookupError:
-            pass

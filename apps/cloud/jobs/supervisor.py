@@ -32,7 +32,11 @@ def main(job_dir: str) -> int:
     job = json.loads((folder / "job.json").read_text())
     cancelled = False
     with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
-        child = subprocess.Popen(job["argv"], cwd=job.get("cwd") or None, stdout=out, stderr=err, env=job_env(job))
+        # The command line was written by LocalJobBackend from settings.TRAINER_COMMAND and validated
+        # fields, into a folder only this service writes.
+        child = subprocess.Popen(  # noqa: S603
+            job["argv"], cwd=job.get("cwd") or None, stdout=out, stderr=err, env=job_env(job)
+        )
 
         def on_term(signum: int, frame: object) -> None:
             nonlocal cancelled
