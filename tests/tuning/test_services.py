@@ -44,7 +44,7 @@ def test_a_draft_carries_defaults_and_the_cost_estimate(world, adapter, l4_price
 
 
 def test_without_a_price_there_is_no_estimate(world, adapter):
-    request = _draft(world, adapter, accelerator_type="NVIDIA_H100_80GB", accelerator_count=1)
+    request = _draft(world, adapter, accelerator_type="NVIDIA_B200", accelerator_count=1)
     assert request.estimated_cost is None and request.hourly_price is None
 
 
@@ -189,3 +189,9 @@ def test_every_move_the_lifecycle_does_not_list_is_refused(source, target):
         with pytest.raises(Conflict) as refused:
             _move(request, target)
         assert refused.value.code == "invalid_transition" and request.status == source
+
+
+def test_the_seeded_price_table_gives_an_estimate_out_of_the_box(world, adapter):
+    """Migration 0002 seeds approximate Vertex accelerator prices (editable on the Prices page)."""
+    request = _draft(world, adapter, accelerator_type="NVIDIA_TESLA_A100", accelerator_count=2, estimated_hours="5")
+    assert request.hourly_price == Decimal("3.37") and request.estimated_cost == Decimal("33.70")
