@@ -192,6 +192,12 @@ def test_every_move_the_lifecycle_does_not_list_is_refused(source, target):
 
 
 def test_the_seeded_price_table_gives_an_estimate_out_of_the_box(world, adapter):
-    """Migration 0002 seeds approximate Vertex accelerator prices (editable on the Prices page)."""
+    """Migration 0002 seeds approximate Vertex accelerator prices (editable on the Prices page). Seeded again
+    here: a browser test (transactional) earlier in this process may have flushed them."""
+    import importlib
+
+    from django.apps import apps
+
+    importlib.import_module("apps.tuning.migrations.0002_seed_accelerator_prices").seed(apps, None)
     request = _draft(world, adapter, accelerator_type="NVIDIA_TESLA_A100", accelerator_count=2, estimated_hours="5")
     assert request.hourly_price == Decimal("3.37") and request.estimated_cost == Decimal("33.70")
