@@ -57,6 +57,7 @@ bench: install
 	$(PY) bench/resolve.py
 	$(PY) bench/ingest.py
 	$(PY) bench/dashboards.py
+	$(PY) bench/jobs.py
 
 bench-load: install
 	$(PY) bench/load.py

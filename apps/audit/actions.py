@@ -49,6 +49,14 @@ ACTIONS = {
     "registry.alias_move_requested": _("Alias move requested"),
     "registry.alias_moved": _("Alias moved"),
     "registry.alias_move_closed": _("Alias move not applied"),
+    "tuning.request_created": _("Tuning request drafted"),
+    "tuning.request_submitted": _("Tuning request submitted"),
+    "tuning.request_decided": _("Tuning request decided"),
+    "tuning.request_cancelled": _("Tuning request cancelled"),
+    "tuning.cancel_requested": _("Tuning job cancellation requested"),
+    "tuning.job_submitted": _("Tuning job submitted"),
+    "tuning.job_state_changed": _("Tuning job changed state"),
+    "tuning.job_failed": _("Tuning job could not be submitted"),
 }
 
 

@@ -5,7 +5,8 @@ Two kinds of metric:
 - counted in the web process as things happen: request latency (RequestMetricsMiddleware) and the log
   events received by the batch API (accepted, duplicate, rejected: `rate()` of it is the ingestion rate);
 - read at scrape time from the database and the broker by StateCollector: log events by state (staged,
-  quarantined, stored), the Celery queue depth, budgets exhausted or over a threshold. Whatever process
+  quarantined, stored), the Celery queue depth, budgets exhausted or over a threshold, tuning requests
+  by status and job backend (queued and running: the GPU jobs in flight). Whatever process
   answers the scrape reads the same rows, so these are right with any number of web processes.
 
 Several gunicorn workers: with PROMETHEUS_MULTIPROC_DIR set (an empty folder, emptied at each start),
@@ -94,6 +95,19 @@ def _log_event_states() -> dict[str, int]:
     counts = dict.fromkeys(EventState.values, 0)
     for row in LogEvent.objects.order_by().values("state").annotate(n=Count("id")):
         counts[row["state"]] = row["n"]
+    return counts
+
+
+def _job_states() -> dict[tuple[str, str], int]:
+    """Tuning requests by (status, job backend), every status present (zero when none)."""
+    from django.db.models import Count
+
+    from apps.tuning.models import TuningRequest, TuningStatus
+
+    rows = TuningRequest.objects.order_by().values("status", "job_backend").annotate(n=Count("id"))
+    counts = {(row["status"], row["job_backend"]): row["n"] for row in rows}
+    present = {status for status, _ in counts}
+    counts.update({(status, ""): 0 for status in TuningStatus.values if status not in present})
     return counts
 
 
@@ -211,6 +225,20 @@ class StateCollector:
             for threshold in BUDGET_THRESHOLDS:
                 over.add_metric([str(threshold)], budgets[f"over_{threshold}"] or 0)
             metrics.append(over)
+        try:
+            jobs = _job_states()
+        except Exception:
+            logger.warning("metrics: could not read the tuning jobs", exc_info=True)
+            database_ok = False
+        else:
+            family = GaugeMetricFamily(
+                "atalaya_tuning_requests",
+                "Tuning requests by status (queued and running are jobs in flight) and job backend.",
+                labels=["status", "backend"],
+            )
+            for (status, backend), count in sorted(jobs.items()):
+                family.add_metric([status, backend], count)
+            metrics.append(family)
         up.add_metric(["database"], 1 if database_ok else 0)
         try:
             depths = _queue_depths()

@@ -1,5 +1,7 @@
 """The one approval engine: policies, requests and decisions, for every kind of subject."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -17,6 +19,8 @@ class SubjectKind(models.TextChoices):
     LABEL_MOVE = "label_move", _("Protected label move")
     BUDGET_RAISE = "budget_raise", _("Budget raise")
     ALIAS_MOVE = "alias_move", _("Adapter alias move")
+    TUNING_REQUEST = "tuning_request", _("Tuning request")
+    DEPLOYMENT = "deployment", _("Deployment request")
 
 
 class ApprovalPolicy(BaseModel):
@@ -27,6 +31,9 @@ class ApprovalPolicy(BaseModel):
     approvals_required = models.PositiveSmallIntegerField(default=1)
     approver_role = models.CharField(max_length=32, choices=Role.choices, default=Role.GOVERNANCE)
     requires_evaluation = models.BooleanField(default=False)
+    # Subjects that cost money (tuning jobs): above this estimate, ask for more approvals.
+    cost_threshold = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    approvals_above_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -41,6 +48,17 @@ class ApprovalPolicy(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.subject_kind} @ {self.team or 'global'}"
+
+    def approvals_for(self, cost: "Decimal | None") -> int:
+        """How many approvals a subject of this cost needs (the cost rule only ever asks for more)."""
+        if (
+            cost is not None
+            and self.cost_threshold is not None
+            and self.approvals_above_threshold
+            and cost > self.cost_threshold
+        ):
+            return max(self.approvals_required, self.approvals_above_threshold)
+        return self.approvals_required
 
 
 class RequestStatus(models.TextChoices):

@@ -1,5 +1,7 @@
 """The approval engine. Four eyes: the requester never counts as an approver, whatever roles they hold."""
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.mail import send_mail
@@ -34,10 +36,18 @@ def approval_policy_for(*, subject_kind: str, team: Team) -> ApprovalPolicy:
 
 
 def approval_request_open(
-    *, subject: models.Model, subject_kind: str, team: Team, requested_by: User, summary: str
+    *,
+    subject: models.Model,
+    subject_kind: str,
+    team: Team,
+    requested_by: User,
+    summary: str,
+    cost: Decimal | None = None,
 ) -> ApprovalRequest:
-    """Open the one request for this subject. Call inside the subject service's transaction."""
+    """Open the one request for this subject. Call inside the subject service's transaction. `cost` (an
+    estimate, for subjects that spend money) lets the policy ask for more approvals above its threshold."""
     policy = approval_policy_for(subject_kind=subject_kind, team=team)
+    approvals_required = policy.approvals_for(cost)
     try:
         with transaction.atomic():
             request = ApprovalRequest.objects.create(
@@ -46,7 +56,7 @@ def approval_request_open(
                 content_type=ContentType.objects.get_for_model(subject),
                 object_id=subject.pk,
                 requested_by=requested_by,
-                approvals_required=policy.approvals_required,
+                approvals_required=approvals_required,
                 approver_role=policy.approver_role,
                 summary=summary[:300],
             )
@@ -62,8 +72,9 @@ def approval_request_open(
         changes={
             "subject_kind": subject_kind,
             "subject_id": subject.pk,
-            "approvals_required": policy.approvals_required,
+            "approvals_required": approvals_required,
             "approver_role": policy.approver_role,
+            **({"cost": str(cost)} if cost is not None else {}),
         },
     )
     return request
@@ -215,17 +226,28 @@ def approval_policy_set(
     approvals_required: int,
     approver_role: str,
     requires_evaluation: bool = False,
+    cost_threshold: Decimal | None = None,
+    approvals_above_threshold: int | None = None,
 ) -> ApprovalPolicy:
     """Create or change the policy for a kind of subject in a team (or globally). Open requests keep
     the rule they were opened under."""
     if approvals_required < 1:
         raise Conflict("A policy needs at least one approval.", code="invalid_policy")
+    if (cost_threshold is None) != (approvals_above_threshold is None) or (
+        cost_threshold is not None and (cost_threshold < 0 or (approvals_above_threshold or 0) < 1)
+    ):
+        raise Conflict(
+            "A cost rule needs both a threshold (≥ 0) and a number of approvals above it (≥ 1).",
+            code="invalid_policy",
+        )
     policy = ApprovalPolicy.objects.select_for_update().filter(subject_kind=subject_kind, team=team).first()
     before = (
         {
             "approvals_required": policy.approvals_required,
             "approver_role": policy.approver_role,
             "requires_evaluation": policy.requires_evaluation,
+            "cost_threshold": str(policy.cost_threshold) if policy.cost_threshold is not None else None,
+            "approvals_above_threshold": policy.approvals_above_threshold,
         }
         if policy
         else None
@@ -234,6 +256,8 @@ def approval_policy_set(
     policy.approvals_required = approvals_required
     policy.approver_role = approver_role
     policy.requires_evaluation = requires_evaluation
+    policy.cost_threshold = cost_threshold
+    policy.approvals_above_threshold = approvals_above_threshold
     policy.save()
     audit_event_record(
         actor=actor,
@@ -247,6 +271,8 @@ def approval_policy_set(
                 "approvals_required": approvals_required,
                 "approver_role": approver_role,
                 "requires_evaluation": requires_evaluation,
+                "cost_threshold": str(cost_threshold) if cost_threshold is not None else None,
+                "approvals_above_threshold": approvals_above_threshold,
             },
         },
     )

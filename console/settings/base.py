@@ -1,5 +1,7 @@
 """Settings shared by every environment. Values that differ come from console.env."""
 
+import shlex
+import sys
 from datetime import timedelta
 
 from django.utils.translation import gettext_lazy as _
@@ -32,6 +34,7 @@ INSTALLED_APPS = [
     "apps.logs",
     "apps.costs",
     "apps.registry",
+    "apps.tuning",
 ]
 
 MIDDLEWARE = [
@@ -209,11 +212,14 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The tuning poller (beat) reads every running job's state this often.
+TUNING_POLL_SECONDS = env.int("ATALAYA_TUNING_POLL_SECONDS", default=10)
 CELERY_BEAT_SCHEDULE = {
     "logs-dispatch-pending": {"task": "workers.logs.dispatch_pending", "schedule": timedelta(seconds=30)},
     "logs-export": {"task": "workers.logs.export", "schedule": timedelta(minutes=1)},
     "costs-rollup": {"task": "workers.costs.rollup", "schedule": timedelta(minutes=1)},
     "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
+    "tuning-poll": {"task": "workers.tuning.poll_jobs", "schedule": timedelta(seconds=TUNING_POLL_SECONDS)},
     "registry-mlflow-catch-up": {
         "task": "workers.registry.mlflow_catch_up",
         "schedule": timedelta(minutes=5),
@@ -252,6 +258,27 @@ BIGQUERY_API_ENDPOINT = env.str("BIGQUERY_API_ENDPOINT", default="")  # tests po
 MLFLOW_TRACKING_URI = env.str("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.db'}")
 MLFLOW_REGISTRY_URI = env.str("MLFLOW_REGISTRY_URI", default="") or MLFLOW_TRACKING_URI
 MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="atalaya-registry")
+# Where tuning jobs write their adapters on Vertex AI (one folder per job under it): gs://bucket/tuning
+TUNING_ARTIFACTS_URI = env.str("ATALAYA_TUNING_ARTIFACTS_URI", default="")
+# The local runner (JOB_BACKEND=local): job folders, and the trainer's command line (deploy/trainer/).
+LOCAL_JOBS_DIR = env.str("ATALAYA_LOCAL_JOBS_DIR", default=str(VAR_DIR / "jobs"))
+TRAINER_COMMAND = shlex.split(
+    env.str("ATALAYA_TRAINER_COMMAND", default=f"{shlex.quote(sys.executable)} deploy/trainer/train.py")
+)
+
+# GPU jobs and serving (apps/cloud/jobs): local runner by default, Vertex AI by setting.
+JOB_BACKEND = env.str("JOB_BACKEND", default="local")  # local | vertex
+VERTEX_PROJECT = env.str("VERTEX_PROJECT", default="")  # empty: GOOGLE_CLOUD_PROJECT
+VERTEX_LOCATION = env.str("VERTEX_LOCATION", default="us-central1")
+VERTEX_STAGING_BUCKET = env.str("VERTEX_STAGING_BUCKET", default="")  # gs://… for the SDK's staging
+VERTEX_TRAINER_IMAGE = env.str("VERTEX_TRAINER_IMAGE", default="")  # built from deploy/trainer/Dockerfile
+VERTEX_SERVING_IMAGE = env.str("VERTEX_SERVING_IMAGE", default="")  # serving container for registered models
+VERTEX_SERVICE_ACCOUNT = env.str("VERTEX_SERVICE_ACCOUNT", default="")  # the identity jobs run as
+VERTEX_API_ENDPOINT = env.str("VERTEX_API_ENDPOINT", default="")  # tests point this at the in-repo fake
+VERTEX_TIMEOUT_SECONDS = env.float("VERTEX_TIMEOUT_SECONDS", default=30.0)  # each call
+VERTEX_OPERATION_TIMEOUT_SECONDS = env.float("VERTEX_OPERATION_TIMEOUT_SECONDS", default=1800.0)  # deploys
+VERTEX_RETRY = env.bool("VERTEX_RETRY", default=True)  # a short retry on UNAVAILABLE; False: retry=None
+VERTEX_ANONYMOUS_CREDENTIALS = env.bool("VERTEX_ANONYMOUS_CREDENTIALS", default=False)  # only the fake
 
 # Logs: staged text is encrypted with these Fernet keys (newest first; Secret Manager in production).
 LOG_STAGING_KEYS = env.list("ATALAYA_STAGING_KEYS", default=[])

@@ -34,3 +34,13 @@ output "secret_ids" {
   description = "Secret Manager secrets (add a version to rotate; staging keys: newest first, comma-separated)."
   value       = { for k, s in google_secret_manager_secret.app : k => s.secret_id }
 }
+
+output "vertex_bucket" {
+  description = "VERTEX_STAGING_BUCKET: Vertex AI jobs' outputs (give tuning requests gs://<this>/… output URIs)."
+  value       = "gs://${google_storage_bucket.vertex.name}"
+}
+
+output "vertex_jobs_service_account" {
+  description = "VERTEX_SERVICE_ACCOUNT: the identity training jobs run as."
+  value       = google_service_account.jobs.email
+}

@@ -15,6 +15,12 @@ locals {
     BIGQUERY_DATASET            = google_bigquery_dataset.logs.dataset_id
     BIGQUERY_TABLE              = "log_events"
     BIGQUERY_LOCATION           = var.bigquery_location
+    JOB_BACKEND                 = var.job_backend
+    VERTEX_LOCATION             = var.vertex_location
+    VERTEX_STAGING_BUCKET       = "gs://${google_storage_bucket.vertex.name}"
+    VERTEX_SERVICE_ACCOUNT      = google_service_account.jobs.email
+    VERTEX_TRAINER_IMAGE        = var.trainer_image
+    VERTEX_SERVING_IMAGE        = var.serving_image
     LOG_LEVEL                   = "INFO"
     LOG_FORMAT                  = "json"
     WEB_CONCURRENCY             = tostring(var.web_concurrency)

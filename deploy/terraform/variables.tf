@@ -110,6 +110,30 @@ variable "pii_scanner" {
   default     = "dlp"
 }
 
+variable "job_backend" {
+  description = "JOB_BACKEND: vertex (tuning jobs and deployments on Vertex AI) or local."
+  type        = string
+  default     = "vertex"
+}
+
+variable "vertex_location" {
+  description = "VERTEX_LOCATION: the region of Vertex AI jobs, models and endpoints (and of the jobs' bucket)."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "trainer_image" {
+  description = "VERTEX_TRAINER_IMAGE: the trainer container built from deploy/trainer/Dockerfile."
+  type        = string
+  default     = ""
+}
+
+variable "serving_image" {
+  description = "VERTEX_SERVING_IMAGE: the serving container of uploaded model versions."
+  type        = string
+  default     = ""
+}
+
 variable "deletion_protection" {
   description = "Protect Cloud SQL, the dataset and the services from terraform destroy."
   type        = bool

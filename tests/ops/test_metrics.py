@@ -130,3 +130,24 @@ def test_metrics_with_the_bearer_token(client, settings):
     settings.METRICS_ALLOW_PRIVATE_NETWORKS = False
     assert client.get("/metrics").status_code == 403
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scraper-token").status_code == 200
+
+
+@pytest.mark.django_db
+def test_tuning_jobs_are_counted_by_state_and_backend(client, world, fresh_gauges, filesystem_broker):
+    from apps.registry.services import adapter_create, base_model_register
+    from apps.tuning.models import TuningRequest, TuningStatus
+
+    model = base_model_register(
+        actor=world.eng, team=world.support, provider="hugging_face", model_id="tiny", context_window=512
+    )
+    adapter = adapter_create(actor=world.eng, base_model=model, name="a")
+    common = {"team": world.support, "adapter": adapter, "train_dataset_uri": "gs://x", "estimated_hours": 1}
+    TuningRequest.objects.create(**common, requested_by=world.eng, status=TuningStatus.DRAFT)
+    for status in (TuningStatus.RUNNING, TuningStatus.RUNNING, TuningStatus.QUEUED):
+        TuningRequest.objects.create(**common, requested_by=world.eng, status=status, job_backend="vertex")
+
+    samples = scrape(client)
+    assert samples[("atalaya_tuning_requests", (("backend", "vertex"), ("status", "running")))] == 2
+    assert samples[("atalaya_tuning_requests", (("backend", "vertex"), ("status", "queued")))] == 1
+    assert samples[("atalaya_tuning_requests", (("backend", ""), ("status", "draft")))] == 1
+    assert samples[("atalaya_tuning_requests", (("backend", ""), ("status", "succeeded")))] == 0

@@ -28,6 +28,16 @@ _TONES = {
     "active": "success",
     "revoked": "danger",
     "expired": "muted",
+    "pending_approval": "info",
+    "queued": "info",
+    "running": "info",
+    "deploying": "info",
+    "succeeded": "success",
+    "live": "success",
+    "promoted": "success",
+    "failed": "danger",
+    "cancelled": "muted",
+    "rolled_back": "warning",
 }
 
 

@@ -1,0 +1,37 @@
+from celery import shared_task
+from django.db import OperationalError
+
+from apps.cloud.jobs import BackendUnavailable, get_job_backend
+from apps.tuning.services import tuning_job_cancel, tuning_job_dispatch, tuning_jobs_poll
+
+
+@shared_task(
+    name="workers.tuning.dispatch_job",
+    autoretry_for=(BackendUnavailable, OperationalError, ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=20,
+)
+def dispatch_job(request_id: int) -> str:
+    """Submit an approved tuning request's job. Safe to run twice: the key makes the second a no-op."""
+    request = tuning_job_dispatch(request_id=request_id, backend=get_job_backend())
+    return request.status if request is not None else "gone"
+
+
+@shared_task(name="workers.tuning.poll_jobs", autoretry_for=(OperationalError,), max_retries=2)
+def poll_jobs() -> dict[str, int]:
+    """Beat: one batched look at every queued or running job; records progress, ends, new versions."""
+    try:
+        return tuning_jobs_poll(backend=get_job_backend())
+    except BackendUnavailable:
+        return {"polled": 0, "changed": 0, "unavailable": 1}  # the next cycle tries again
+
+
+@shared_task(
+    name="workers.tuning.cancel_job",
+    autoretry_for=(BackendUnavailable, OperationalError, ConnectionError),
+    retry_backoff=True,
+    max_retries=10,
+)
+def cancel_job(request_id: int) -> None:
+    tuning_job_cancel(request_id=request_id, backend=get_job_backend())
