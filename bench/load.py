@@ -256,6 +256,7 @@ def base_env(workdir: Path) -> dict[str, str]:
         PII_SCANNER="local",
         LOG_LEVEL="WARNING",
         ATALAYA_API_RATE_LIMIT="1000000/min",
+        ATALAYA_API_WRITE_RATE_LIMIT="1000000/min",
         PROMETHEUS_MULTIPROC_DIR=str(workdir / "prometheus"),
     )
     (workdir / "prometheus").mkdir(exist_ok=True)
@@ -317,8 +318,8 @@ def postgres_backend(workdir: Path) -> Backend:
 # The load generator: runs in child processes
 
 
-def sign_in(port: int) -> str:
-    """The session cookie of the product owner, through the sign-in form."""
+def sign_in(port: int, username: str = "owner") -> str:
+    """The session cookie of a user (the product owner by default), through the sign-in form."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("GET", "/accounts/login/")
     response = conn.getresponse()
@@ -328,7 +329,7 @@ def sign_in(port: int) -> str:
         raise RuntimeError(f"sign-in page: HTTP {response.status} {page[:300]!r}")
     csrf = found.group(1)
     cookie = re.search(r"csrftoken=([^;]+)", response.getheader("Set-Cookie", "")).group(1)
-    body = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, "username": "owner", "password": PASSWORD})
+    body = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, "username": username, "password": PASSWORD})
     conn.request(
         "POST",
         "/accounts/login/",
