@@ -24,8 +24,9 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     section = match.namespace if match else ""
     items: list[dict[str, Any]] = []
 
-    def add(key: str, label: Any, url: str, badge: int | None = None) -> None:
-        items.append({"key": key, "label": label, "url": url, "badge": badge, "active": key == section})
+    def add(key: str, label: Any, url: str, badge: int | None = None, sections: tuple[str, ...] = ()) -> None:
+        active = section in (key, *sections)
+        items.append({"key": key, "label": label, "url": url, "badge": badge, "active": active})
 
     if held & CATALOG_READERS:
         add("catalog", _("Catalog"), reverse("catalog:list"))
@@ -38,8 +39,8 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     if held & COST_READERS:
         add("costs", _("Costs"), reverse("costs:dashboard"))
     if held & REGISTRY_READERS:
-        add("registry", _("Registry"), reverse("registry:index"))
-        add("tuning", _("Tuning"), reverse("tuning:list"))
+        # Models: the registry, tuning and deployments, one section with tabs
+        add("registry", _("Models"), reverse("registry:index"), sections=("tuning", "deployments"))
     if held & AUDIT_READERS:
         add("audit", _("Audit"), reverse("audit:list"))
     add("accounts", _("Tokens"), reverse("accounts:tokens"))
