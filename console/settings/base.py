@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
 
 from console.env import BASE_DIR, VAR_DIR, env
@@ -23,6 +24,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "csp",
     "apps.common",
     "apps.accounts",
     "apps.audit",
@@ -36,6 +38,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.common.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.common.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -125,6 +128,32 @@ CSRF_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Content security policy (django-csp): only our own scripts, styles and images, no plugins, no framing,
+# and neither a nonce nor 'unsafe-inline', for scripts or styles. Every page is built for it: no inline
+# <script>, event handler or style="" in templates/ (widths are classes, behaviour is in static/js; tested),
+# htmx's indicator style is in atalaya.css (htmx-config meta in base.html). Plotly.js injects <style>
+# elements when it loads (its own rules and MapLibre's): the costs dashboard links them as files with the
+# ids Plotly looks for, so it injects none (scripts/plotly_css.py); the rest of its styling goes through
+# the DOM (element.style), which CSP allows. Swagger UI (/api/docs/) runs as drf-spectacular's split view
+# (its init script is a file) with its page style in a file (templates/api/swagger_ui.html), so it needs
+# no per-view exception. 'report-sample' only puts the blocked text into violation events; the browser
+# tests fail on any violation (tests/e2e/conftest.py). form-action: a sign-in with an outside identity
+# provider may post or redirect there, so its origins can be added with CSP_FORM_ACTION_EXTRA
+# (comma-separated).
+CSP_FORM_ACTION_EXTRA = env.list("CSP_FORM_ACTION_EXTRA", default=[])
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, "'report-sample'"],
+        "style-src": [SELF, "'report-sample'"],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, *CSP_FORM_ACTION_EXTRA],
+    }
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
