@@ -168,7 +168,14 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["apps.common.ratelimit.ApiRateThrottle"],
 }
+# API rate limits per token (or per user, for a browser session): N/s, N/min, N/hour, N/day, or "off".
+# Generous by default: applications resolve prompts in a loop. Writes also count against the second.
+# A fixed-window counter in the cache: shared by every process on Redis, per process on the embedded
+# default (apps/common/ratelimit.py).
+API_RATE_LIMIT = env.str("ATALAYA_API_RATE_LIMIT", default="6000/min")
+API_WRITE_RATE_LIMIT = env.str("ATALAYA_API_WRITE_RATE_LIMIT", default="1200/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atalaya API",
     "DESCRIPTION": "Governance console for LLMs: approved prompts, approvals, audit.",

@@ -19,6 +19,9 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="")
+# High enough never to touch the suite; the rate-limit tests set their own (tests/api/test_rate_limits.py).
+API_RATE_LIMIT = "1000000/min"
+API_WRITE_RATE_LIMIT = "1000000/min"
 
 TEST_VAR_DIR = Path(os.environ.get("ATALAYA_TEST_VAR_DIR", tempfile.gettempdir())) / "atalaya-tests"
 TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)
