@@ -64,7 +64,8 @@ def rate_parse(text: str) -> Rate | None:
     return Rate(limit=count, seconds=multiple * _UNITS[unit])
 
 
-def _now() -> float:
+def clock() -> float:
+    """Seconds since the epoch (the tests move it)."""
     return time.time()
 
 
@@ -79,15 +80,20 @@ class Decision:
 
 def rate_limit_hit(*, key: str, rate: Rate, kind: str = "requests") -> Decision:
     """Count one request for `key` in the current window of `rate`; whether it is within the limit."""
-    now = _now()
+    now = clock()
     window = int(now // rate.seconds)
-    cache_key = f"ratelimit:{key}:{rate.seconds}:{window}"
+    cache_key = f"ratelimit:{key}:{rate.seconds}:{window}"  # as in rate_limit_reset
     try:
         count = cache.incr(cache_key)
     except ValueError:  # the window's first request; if another one created the key in between, count on it
         count = 1 if cache.add(cache_key, 1, timeout=rate.seconds + 1) else cache.incr(cache_key)
     retry_after = max(1, math.ceil((window + 1) * rate.seconds - now))
     return Decision(count <= rate.limit, rate, count, retry_after, kind)
+
+
+def rate_limit_reset(*, key: str, rate: Rate) -> None:
+    """Start the count for `key` in the current window again."""
+    cache.delete(f"ratelimit:{key}:{rate.seconds}:{int(clock() // rate.seconds)}")
 
 
 def _caller(user, token) -> str | None:
@@ -125,6 +131,7 @@ class RateLimited(exceptions.Throttled):
 
     def __init__(self, decision: Decision, *, who: str):
         super().__init__(wait=decision.retry_after)
+        self.retry_after = decision.retry_after
         what = "write requests" if decision.kind == "writes" else "requests"
         seconds = "second" if decision.retry_after == 1 else "seconds"
         self.detail = exceptions.ErrorDetail(
@@ -151,7 +158,7 @@ def rate_limited_response(exc: RateLimited) -> HttpResponse:
         JSONRenderer().render(body),
         status=429,
         content_type="application/json",
-        headers={"Retry-After": str(exc.wait)},
+        headers={"Retry-After": str(exc.retry_after)},
     )
 
 

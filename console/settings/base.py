@@ -176,6 +176,15 @@ REST_FRAMEWORK = {
 # default (apps/common/ratelimit.py).
 API_RATE_LIMIT = env.str("ATALAYA_API_RATE_LIMIT", default="6000/min")
 API_WRITE_RATE_LIMIT = env.str("ATALAYA_API_WRITE_RATE_LIMIT", default="1200/min")
+# Sign-in throttling (password sign-in page): after this many failed attempts for one username, or from
+# one address, within the window, further attempts are refused (429) until the window has passed from
+# the lockout, without checking the password. Counted in the cache (apps.accounts.services).
+SIGN_IN_FAILURES_PER_USERNAME = env.int("ATALAYA_SIGN_IN_FAILURES_PER_USERNAME", default=5)
+SIGN_IN_FAILURES_PER_IP = env.int("ATALAYA_SIGN_IN_FAILURES_PER_IP", default=20)
+SIGN_IN_WINDOW_SECONDS = env.int("ATALAYA_SIGN_IN_WINDOW_SECONDS", default=15 * 60)
+# Proxies in front of the web processes that append to X-Forwarded-For (0: none, REMOTE_ADDR is the
+# client). Sets the address that sign-in throttling counts and audit events record.
+TRUSTED_PROXY_COUNT = env.int("ATALAYA_TRUSTED_PROXY_COUNT", default=0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atalaya API",
     "DESCRIPTION": "Governance console for LLMs: approved prompts, approvals, audit.",

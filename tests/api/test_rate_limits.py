@@ -23,7 +23,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     clock = Clock(WINDOW_START + 15.2)
-    monkeypatch.setattr(ratelimit, "_now", clock)
+    monkeypatch.setattr(ratelimit, "clock", clock)
     return clock
 
 
