@@ -49,7 +49,7 @@ class Membership(BaseModel):
         return f"{self.user} {self.role}@{self.team}"
 
 
-TOKEN_PREFIX = "atl"
+TOKEN_PREFIX = "atl"  # nosec B105 # the public prefix of every token, not a secret
 
 
 def token_hash(secret: str) -> str:

@@ -258,4 +258,4 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")  # nosec B106 # the scheme

@@ -13,7 +13,7 @@ from console.env import env
 from .base import *  # noqa: F403
 from .base import CACHES, CELERY_BROKER_URL, DATABASES, VAR_DIR
 
-SECRET_KEY = "atalaya-tests-only"
+SECRET_KEY = "atalaya-tests-only"  # nosec B105 # the test suite's own key
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # makemigrations --check opens the default database there
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
