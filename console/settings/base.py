@@ -233,8 +233,20 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
-EMAIL_FILE_PATH = VAR_DIR / "mail"
+# E-mail (review notifications, budget alerts) from EMAIL_URL (django-environ): smtp+tls://user:pass@host:587
+# (STARTTLS), smtp+ssl://user:pass@host:465 (TLS from the start), smtp://host:25, consolemail://, or
+# filemail:////absolute/folder. %-encode @, : and / in the user or password. Default: one file per message
+# under var/mail. EMAIL_BACKEND, if set, still names the backend class (it came before EMAIL_URL).
+_email = env.email_url_config(env.str("EMAIL_URL", default="") or "filemail://")  # empty: the default
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or (465 if _email.get("EMAIL_USE_SSL") else 25)
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"] or VAR_DIR / "mail"
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT_SECONDS", default=10)  # an SMTP server that hangs must not hold a worker
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="atalaya@localhost")
 ATALAYA_BASE_URL = env.str("ATALAYA_BASE_URL", default="http://127.0.0.1:8000")
 
