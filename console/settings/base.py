@@ -246,9 +246,8 @@ EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
 EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
 EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
 EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"] or VAR_DIR / "mail"
-EMAIL_TIMEOUT = env.int(
-    "EMAIL_TIMEOUT_SECONDS", default=10
-)  # an SMTP server that hangs must not hold a worker
+# An SMTP server that hangs must not hold a worker.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT_SECONDS", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="atalaya@localhost")
 ATALAYA_BASE_URL = env.str("ATALAYA_BASE_URL", default="http://127.0.0.1:8000")
 
