@@ -1,6 +1,7 @@
 # Atalaya: two commands.
 #   make run   set up everything (venv, install, migrate, demo data) and start web + Celery worker + beat
-#   make test  the whole suite: lint, migrations check, types, deploy check, unit, API, integration, browser
+#   make test  the whole suite: lint, migrations check, types, deploy check, security scans, unit, API,
+#              integration, browser
 #              on the backends named by DATABASE_URL, CELERY_BROKER_URL and CACHE_URL (default: embedded)
 #   make test-postgres  the same suite on PostgreSQL and Redis, started on loopback by .ci/services (root)
 SHELL := /bin/bash
@@ -12,7 +13,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test test-postgres install lint typecheck checks unit e2e bench bench-load messages vendor-static clean
+.PHONY: run test test-postgres install lint typecheck checks security unit e2e bench bench-load messages vendor-static clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,13 +42,19 @@ checks: install
 	  DJANGO_ALLOWED_HOSTS=atalaya.example.com \
 	  $(PY) manage.py check --deploy --fail-level WARNING
 
+# bandit over our code (config in pyproject.toml [tool.bandit]; each accepted finding is marked
+# `# nosec Bxxx # why` where it is), and pip-audit over the installed packages (it asks PyPI).
+security: install
+	$(VENV)/bin/bandit -c pyproject.toml -r apps console workers -q
+	$(PY) scripts/pip_audit.py $(PY)
+
 unit: install
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) -m "not e2e"
 
 e2e: install
 	$(VENV)/bin/pytest -m e2e
 
-test: lint checks typecheck
+test: lint checks typecheck security
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
 
 test-postgres:

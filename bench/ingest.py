@@ -92,6 +92,9 @@ class Console:
             ATALAYA_VAR_DIR=str(workdir),
             PII_SCANNER="local",
             LOG_LEVEL="WARNING",
+            # Far above the load, so nothing is refused, but still checked on every request (its cost is measured).
+            ATALAYA_API_RATE_LIMIT="1000000000/min",
+            ATALAYA_API_WRITE_RATE_LIMIT="1000000000/min",
         )
         self.web_workers = web_workers
         self.scan_workers = scan_workers

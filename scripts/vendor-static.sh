@@ -7,6 +7,8 @@
 #     The 2.x line is the one django-htmx documents; 4.x changes attribute inheritance and event names.
 #   plotly.js-dist-min  4.1.2   static/vendor/plotly/plotly.min.js  (MIT, LICENSE beside it)
 #     The charts of the costs dashboards; figures are built server-side as plain JSON (no Python plotly).
+#     plotly.css, plotly-maplibre.css and templates/costs/includes/plotly_styles.html are generated from
+#     the bundle by scripts/plotly_css.py (the styles plotly.js would inject inline: CSP).
 #
 # The CSS is our own (static/css/atalaya.css): no CSS framework is vendored.
 #
@@ -43,6 +45,8 @@ mkdir -p "$dest"
 cp "$work/plotly.js-dist-min/plotly.min.js" "$dest/plotly.min.js"
 cp "$work/plotly.js-dist-min/LICENSE" "$dest/LICENSE"
 echo "plotly.js-dist-min $PLOTLY_VERSION" > "$dest/VERSION"
+# Plotly's style rules as a stylesheet, so that it injects no inline <style> (the content security policy).
+python3 "$root/scripts/plotly_css.py"
 
 echo "Vendored into static/vendor/:"
 find "$root/static/vendor" -type f -printf '  %P (%s bytes)\n' | sort

@@ -75,7 +75,7 @@ class OidcIdentity(BaseModel):
         return f"{self.subject}@{self.issuer}"
 
 
-TOKEN_PREFIX = "atl"
+TOKEN_PREFIX = "atl"  # nosec B105 # the public prefix of every token, not a secret
 
 
 def token_hash(secret: str) -> str:

@@ -1,12 +1,17 @@
 """Who may see and do what. Every other app asks these, never the memberships directly."""
 
+import hashlib
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.db.models import QuerySet
 
 from apps.accounts.models import ApiToken, Membership, Team, User
 from apps.accounts.roles import Role
+from apps.common import ratelimit
 
 _CACHE_ATTR = "_atalaya_team_roles"
 
@@ -75,3 +80,37 @@ def token_list(*, user: User) -> QuerySet[ApiToken]:
         .select_related("user", "team")
         .order_by("-created_at")
     )
+
+
+# Sign-in throttling (the password sign-in page): the locks that apps.accounts.services sets after too
+# many failed attempts, kept in the cache.
+
+
+@dataclass(frozen=True)
+class SignInLock:
+    until: float  # seconds since the epoch
+    scope: str  # "username" or "ip"
+
+    def retry_after(self, now: float) -> int:
+        """Whole seconds until attempts are accepted again (at least 1)."""
+        return max(1, math.ceil(self.until - now))
+
+
+def sign_in_subject_key(scope: str, value: str) -> str:
+    """The cache key part for a username (case-insensitive) or an address: hashed, so that any text a
+    form receives makes a valid key."""
+    return f"{scope}:{hashlib.sha256(value.strip().lower().encode()).hexdigest()[:32]}"
+
+
+def sign_in_lock_get(*, username: str, ip: str) -> SignInLock | None:
+    """The lock that refuses a sign-in for this username or from this address now, if any (the later one)."""
+    now = ratelimit.clock()
+    subjects = [("username", username)] if username.strip() else []
+    if ip:
+        subjects.append(("ip", ip))
+    locks = []
+    for scope, value in subjects:
+        until = cache.get(f"signin:lock:{sign_in_subject_key(scope, value)}")
+        if until is not None and until > now:
+            locks.append(SignInLock(until=until, scope=scope))
+    return max(locks, key=lambda lock: lock.until, default=None)

@@ -1,20 +1,24 @@
-"""Writes for accounts: teams, memberships, API tokens, and sign-in through an OpenID Connect provider."""
+"""Writes for accounts: teams, memberships, API tokens, sign-in through an OpenID Connect provider, and
+sign-in throttling."""
 
 import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import ApiToken, Membership, OidcIdentity, Team, User, token_generate
 from apps.accounts.roles import TOKEN_ADMINS, Role, Scope
-from apps.accounts.selectors import user_has_role
+from apps.accounts.selectors import SignInLock, sign_in_subject_key, user_has_role
 from apps.audit.services import audit_event_record
+from apps.common import ratelimit
 from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
 
 
@@ -421,3 +425,46 @@ def oidc_sign_in_failure_record(*, reason: str) -> None:
     """Audit a sign-in through the provider that failed its checks (state, signature, issuer, audience,
     nonce…) before any user could be known."""
     audit_event_record(actor=None, action="accounts.oidc_sign_in_refused", changes={"reason": reason[:500]})
+
+
+# Sign-in throttling: failed password sign-ins are counted per username and per address in fixed windows
+# of SIGN_IN_WINDOW_SECONDS (apps.common.ratelimit's counter); the attempt that reaches the limit locks
+# that username or address for a whole window from then (apps.accounts.selectors.sign_in_lock_get), and
+# the lock is audited. The cache is shared by every process on Redis and per process on the embedded
+# default (one process), like the API's rate limits.
+
+
+@transaction.atomic
+def sign_in_failure_record(*, username: str, ip: str) -> SignInLock | None:
+    """Count a refused password sign-in; the lock it set, if it reached a limit."""
+    window = settings.SIGN_IN_WINDOW_SECONDS
+    limits = [("username", username, settings.SIGN_IN_FAILURES_PER_USERNAME)] if username.strip() else []
+    if ip:
+        limits.append(("ip", ip, settings.SIGN_IN_FAILURES_PER_IP))
+    locked = None
+    for scope, value, limit in limits:
+        subject = sign_in_subject_key(scope, value)
+        failures = ratelimit.rate_limit_hit(key=f"signin:{subject}", rate=ratelimit.Rate(limit, window))
+        if failures.count != limit:  # below the limit, or already locked by the attempt that reached it
+            continue
+        until = ratelimit.clock() + window
+        cache.set(f"signin:lock:{subject}", until, timeout=window + 1)
+        audit_event_record(
+            actor=None,
+            action="accounts.sign_in_locked",
+            changes={
+                "username": username[:150],
+                "locked": scope,
+                "failures": failures.count,
+                "window_seconds": window,
+                "until": datetime.fromtimestamp(until, tz=UTC).isoformat(timespec="seconds"),
+            },
+        )
+        locked = SignInLock(until=until, scope=scope) if locked is None or until > locked.until else locked
+    return locked
+
+
+def sign_in_success_record(*, username: str) -> None:
+    """A successful sign-in starts that username's count of failures again."""
+    rate = ratelimit.Rate(settings.SIGN_IN_FAILURES_PER_USERNAME, settings.SIGN_IN_WINDOW_SECONDS)
+    ratelimit.rate_limit_reset(key=f"signin:{sign_in_subject_key('username', username)}", rate=rate)

@@ -6,6 +6,7 @@ ACTIONS = {
     "accounts.signed_in": _("Signed in"),
     "accounts.signed_out": _("Signed out"),
     "accounts.sign_in_failed": _("Sign-in failed"),
+    "accounts.sign_in_locked": _("Sign-in locked after failed attempts"),
     "accounts.token_created": _("API token created"),
     "accounts.token_revoked": _("API token revoked"),
     "accounts.team_created": _("Team created"),

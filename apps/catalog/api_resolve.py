@@ -15,7 +15,7 @@ in each process). A browser session goes through the selector, as every other re
 
 The common case (a GET with a good token, the scope, a role in the team, a prompt and label that
 exist, JSON accepted) is answered in `dispatch` before DRF wraps the request: the same checks in the
-same order, the same body and headers. Anything else (no token, a refusal, a missing prompt, another
+same order (the rate limit too: a token over it gets its 429 here), the same body and headers. Anything else (no token, a refusal, a missing prompt, another
 Accept) goes through DRF as usual, which checks again (with an uncached token lookup) and answers
 in the API's error format.
 
@@ -46,6 +46,7 @@ from apps.catalog.selectors import prompt_get, prompt_resolve, prompt_version_by
 from apps.common.api import errors
 from apps.common.exceptions import ApplicationError, NotFound
 from apps.common.permissions import HasScope, view_scope
+from apps.common.ratelimit import api_rate_check, rate_limited_error, rate_limited_response
 from apps.costs.selectors import budget_check_hard_limits
 
 RESOLVE_CACHE_SECONDS = float(getattr(settings, "CATALOG_RESOLVE_SNAPSHOT_SECONDS", 2.0))
@@ -136,6 +137,14 @@ class PromptResolveApi(APIView):
         scope = view_scope(self, "GET")
         if scope is not None and not token.allows(scope):
             return None
+        # The rate limit, counted once for the request (DRF's throttle reuses this decision if the
+        # request goes on to DRF); over it, the 429 is answered here without touching the database.
+        limit = api_rate_check(request, user=user, token=token, method="GET")
+        if limit is not None and not limit.allowed:
+            self.headers = self.default_response_headers
+            return self.finalize_response(
+                request, rate_limited_response(rate_limited_error(limit, token=token))
+            )
         try:
             resolved = _resolve_for_token(user, token.team_id, name, request.GET.get("label", "production"))
             budget_check_hard_limits(team_id=token.team_id, prompt=name, app=request.GET.get("app", ""))

@@ -100,6 +100,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return _validation_error_response(exc)
     if isinstance(exc, exceptions.ParseError):
         return error_response(400, "malformed_request", str(exc.detail))
+    if isinstance(exc, exceptions.Throttled):  # apps.common.ratelimit.RateLimited: its limit in details
+        response = error_response(
+            429, getattr(exc, "default_code", "throttled"), str(exc.detail), getattr(exc, "details", {})
+        )
+        if exc.wait is not None:
+            response["Retry-After"] = str(exc.wait)
+        return response
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -251,4 +258,4 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):
-        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")
+        return build_bearer_security_scheme_object(header_name="Authorization", token_prefix="Bearer")  # nosec B106 # the scheme

@@ -25,7 +25,7 @@ def bulk_insert_values(model: type[models.Model], names: Sequence[str], rows: Se
     fields = _fields(model, names)
     connection = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the thread-local proxy
     quote = connection.ops.quote_name
-    sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - quoted names from the model, values bound
+    sql = "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608 - quoted names from the model, values bound # nosec B608
         quote(model._meta.db_table),
         ", ".join(quote(f.column or f.attname) for f in fields),
         ", ".join(["%s"] * len(fields)),
@@ -46,7 +46,7 @@ def bulk_update(objs: Sequence[models.Model], names: Sequence[str]) -> None:
     connection = connections[DEFAULT_DB_ALIAS]
     quote = connection.ops.quote_name
     pk = model._meta.pk
-    sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 - quoted names from the model, values bound
+    sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 - quoted names from the model, values bound # nosec B608
         quote(model._meta.db_table),
         ", ".join(f"{quote(f.column or f.attname)} = %s" for f in fields),
         quote(pk.column or pk.attname),

@@ -168,7 +168,8 @@ def demo_seed(*, password: str) -> DemoResult:
     for username, _, _ in DEMO_USERS:
         roles = Membership.objects.filter(user__username=username).values_list("team__slug", "role")
         result.users.append((username, username, [f"{role}@{team}" for team, role in roles]))
-    assert Prompt.objects.exists()
+    if not Prompt.objects.exists():
+        raise RuntimeError("The demo data has no prompts.")
     return result
 
 
@@ -296,4 +297,5 @@ def _demo_logs(engineer: User) -> None:
     ids = list(LogEvent.objects.filter(team=team).values_list("pk", flat=True))
     for start in range(0, len(ids), 500):
         log_events_scan(event_ids=ids[start : start + 500])
-    assert result.accepted == len(events)
+    if result.accepted != len(events):
+        raise RuntimeError(f"Only {result.accepted} of {len(events)} demo log events were accepted.")

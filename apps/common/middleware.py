@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 
@@ -47,7 +48,16 @@ def reset_request_context(token: contextvars.Token) -> None:
     _current.reset(token)
 
 
-def _client_ip(request: HttpRequest) -> str:
+def client_ip(request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies that each append the
+    address they saw to X-Forwarded-For, the entry the outermost one wrote (entries further left are
+    whatever the client sent, and are ignored)."""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies > 0:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies][:64]
     return request.META.get("REMOTE_ADDR", "")
 
 
@@ -60,7 +70,7 @@ class RequestContextMiddleware:
         request_id = incoming[:64] if incoming and incoming.isprintable() else uuid.uuid4().hex
         context = RequestContext(
             request_id=request_id,
-            ip=_client_ip(request),
+            ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             path=request.path[:300],
             method=request.method or "",

@@ -449,7 +449,7 @@ def budget_alert_notify(*, alert_id: int) -> bool:
                 method="POST",
             )
             try:
-                with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+                with urllib.request.urlopen(request, timeout=10):  # noqa: S310 # nosec B310 # https only: the form and the API refuse other schemes
                     pass
             except OSError as exc:
                 error = f"webhook: {exc}"[:300]

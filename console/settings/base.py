@@ -4,6 +4,7 @@ import shlex
 import sys
 from datetime import timedelta
 
+from csp.constants import NONE, SELF
 from django.utils.translation import gettext_lazy as _
 
 from console.env import BASE_DIR, VAR_DIR, env
@@ -25,6 +26,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "csp",
     "apps.common",
     "apps.accounts",
     "apps.audit",
@@ -40,6 +42,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.common.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.common.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -161,6 +164,32 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# Content security policy (django-csp): only our own scripts, styles and images, no plugins, no framing,
+# and neither a nonce nor 'unsafe-inline', for scripts or styles. Every page is built for it: no inline
+# <script>, event handler or style="" in templates/ (widths are classes, behaviour is in static/js; tested),
+# htmx's indicator style is in atalaya.css (htmx-config meta in base.html). Plotly.js injects <style>
+# elements when it loads (its own rules and MapLibre's): the costs dashboard links them as files with the
+# ids Plotly looks for, so it injects none (scripts/plotly_css.py); the rest of its styling goes through
+# the DOM (element.style), which CSP allows. Swagger UI (/api/docs/) runs as drf-spectacular's split view
+# (its init script is a file) with its page style in a file (templates/api/swagger_ui.html), so it needs
+# no per-view exception. 'report-sample' only puts the blocked text into violation events; the browser
+# tests fail on any violation (tests/e2e/conftest.py). form-action: a sign-in with an outside identity
+# provider may post or redirect there, so its origins can be added with CSP_FORM_ACTION_EXTRA
+# (comma-separated).
+CSP_FORM_ACTION_EXTRA = env.list("CSP_FORM_ACTION_EXTRA", default=[])
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, "'report-sample'"],
+        "style-src": [SELF, "'report-sample'"],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF, *CSP_FORM_ACTION_EXTRA],
+    }
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.accounts.authentication.BearerTokenAuthentication",
@@ -174,7 +203,23 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "apps.common.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": ["apps.common.ratelimit.ApiRateThrottle"],
 }
+# API rate limits per token (or per user, for a browser session): N/s, N/min, N/hour, N/day, or "off".
+# Generous by default: applications resolve prompts in a loop. Writes also count against the second.
+# A fixed-window counter in the cache: shared by every process on Redis, per process on the embedded
+# default (apps/common/ratelimit.py).
+API_RATE_LIMIT = env.str("ATALAYA_API_RATE_LIMIT", default="6000/min")
+API_WRITE_RATE_LIMIT = env.str("ATALAYA_API_WRITE_RATE_LIMIT", default="1200/min")
+# Sign-in throttling (password sign-in page): after this many failed attempts for one username, or from
+# one address, within the window, further attempts are refused (429) until the window has passed from
+# the lockout, without checking the password. Counted in the cache (apps.accounts.services).
+SIGN_IN_FAILURES_PER_USERNAME = env.int("ATALAYA_SIGN_IN_FAILURES_PER_USERNAME", default=5)
+SIGN_IN_FAILURES_PER_IP = env.int("ATALAYA_SIGN_IN_FAILURES_PER_IP", default=20)
+SIGN_IN_WINDOW_SECONDS = env.int("ATALAYA_SIGN_IN_WINDOW_SECONDS", default=15 * 60)
+# Proxies in front of the web processes that append to X-Forwarded-For (0: none, REMOTE_ADDR is the
+# client). Sets the address that sign-in throttling counts and audit events record.
+TRUSTED_PROXY_COUNT = env.int("ATALAYA_TRUSTED_PROXY_COUNT", default=0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Atalaya API",
     "DESCRIPTION": "Governance console for LLMs: approved prompts, approvals, audit.",
@@ -230,8 +275,21 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
-EMAIL_FILE_PATH = VAR_DIR / "mail"
+# E-mail (review notifications, budget alerts) from EMAIL_URL (django-environ): smtp+tls://user:pass@host:587
+# (STARTTLS), smtp+ssl://user:pass@host:465 (TLS from the start), smtp://host:25, consolemail://, or
+# filemail:////absolute/folder. %-encode @, : and / in the user or password. Default: one file per message
+# under var/mail. EMAIL_BACKEND, if set, still names the backend class (it came before EMAIL_URL).
+_email = env.email_url_config(env.str("EMAIL_URL", default="") or "filemail://")  # empty: the default
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default=_email["EMAIL_BACKEND"])
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or (465 if _email.get("EMAIL_USE_SSL") else 25)
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"] or VAR_DIR / "mail"
+# An SMTP server that hangs must not hold a worker.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT_SECONDS", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="atalaya@localhost")
 ATALAYA_BASE_URL = env.str("ATALAYA_BASE_URL", default="http://127.0.0.1:8000")
 

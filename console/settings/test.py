@@ -13,12 +13,15 @@ from console.env import env
 from .base import *  # noqa: F403
 from .base import CACHES, CELERY_BROKER_URL, DATABASES, VAR_DIR
 
-SECRET_KEY = "atalaya-tests-only"
+SECRET_KEY = "atalaya-tests-only"  # nosec B105 # the test suite's own key
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # makemigrations --check opens the default database there
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.locmem.EmailBackend")
 EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="")
+# High enough never to touch the suite; the rate-limit tests set their own (tests/api/test_rate_limits.py).
+API_RATE_LIMIT = "1000000/min"
+API_WRITE_RATE_LIMIT = "1000000/min"
 
 TEST_VAR_DIR = Path(os.environ.get("ATALAYA_TEST_VAR_DIR", tempfile.gettempdir())) / "atalaya-tests"
 TEST_VAR_DIR.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ locals {
   redis_auth = google_redis_instance.main.auth_string
   redis_base = "redis://:${local.redis_auth}@${google_redis_instance.main.host}:${google_redis_instance.main.port}"
 
-  # secret id => [environment variable, value]
+  # secret id => [environment variable, value]. For e-mail over SMTP, add a secret for EMAIL_URL
+  # (smtp+tls://user:password@host:587) the same way; without it e-mails are files in the container.
   secrets = {
     "django-secret-key" = ["DJANGO_SECRET_KEY", random_password.django_secret_key.result]
     "database-url" = [

@@ -69,6 +69,21 @@
     });
   }
 
+  // Before htmx keeps a copy of the page for the back button, empty the drawn charts and remove Plotly's
+  // text-measuring <svg> from the body: both carry style="" attributes, which the content security policy
+  // refuses when htmx puts the copy back. Charts are drawn again on restore (below), the results with
+  // their charts are about to be replaced, and Plotly makes its measuring element again when it draws.
+  document.addEventListener("htmx:beforeHistorySave", function () {
+    document.querySelectorAll("[data-chart][data-drawn]").forEach(function (element) {
+      if (window.Plotly) window.Plotly.purge(element);
+      element.textContent = "";
+      element.removeAttribute("data-drawn");
+      element.classList.remove("js-plotly-plot");
+    });
+    var tester = document.getElementById("js-plotly-tester");
+    if (tester) tester.remove();
+  });
+
   document.addEventListener("htmx:historyRestore", function () {
     syncFilters();
     document.querySelectorAll("[data-chart]").forEach(function (element) {

@@ -129,7 +129,23 @@
     }
   });
 
+  // Side-by-side diffs: the translated words that screen readers hear around a change, from the table's
+  // data-del-start… attributes into CSS properties (set through the DOM: the content security policy
+  // refuses style="" attributes in the markup).
+  var DIFF_WORDS = ["del-start", "del-end", "ins-start", "ins-end"];
+  function labelDiffs(root) {
+    if (!root || !root.querySelectorAll) return;
+    root.querySelectorAll("table.diff[data-del-start]").forEach(function (table) {
+      DIFF_WORDS.forEach(function (name) {
+        var value = table.getAttribute("data-" + name);
+        if (value !== null) table.style.setProperty("--" + name, JSON.stringify(value));
+      });
+    });
+  }
+  document.addEventListener("htmx:load", function (event) { labelDiffs(event.target); });
+
   document.addEventListener("DOMContentLoaded", function () {
+    labelDiffs(document);
     // With JavaScript, adding and removing rows happens here, so these are plain buttons.
     document.querySelectorAll("[data-add-message], [data-remove-message]").forEach(function (button) {
       button.type = "button";

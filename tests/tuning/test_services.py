@@ -199,5 +199,7 @@ def test_the_seeded_price_table_gives_an_estimate_out_of_the_box(world, adapter)
     from django.apps import apps
 
     importlib.import_module("apps.tuning.migrations.0002_seed_accelerator_prices").seed(apps, None)
-    request = _draft(world, adapter, accelerator_type="NVIDIA_TESLA_A100", accelerator_count=2, estimated_hours="5")
+    request = _draft(
+        world, adapter, accelerator_type="NVIDIA_TESLA_A100", accelerator_count=2, estimated_hours="5"
+    )
     assert request.hourly_price == Decimal("3.37") and request.estimated_cost == Decimal("33.70")

@@ -255,7 +255,7 @@ class BigQueryWarehouse:
         ids = sorted({request_id for _team, request_id in wanted})
         found: set[tuple[str, str]] = set()
         query = (
-            f"SELECT DISTINCT team, request_id FROM `{self.table_id}` "  # noqa: S608 (names from settings, checked)
+            f"SELECT DISTINCT team, request_id FROM `{self.table_id}` "  # noqa: S608 (names from settings, checked) # nosec B608
             f"WHERE {PARTITION_FIELD} BETWEEN @lo AND @hi AND request_id IN UNNEST(@request_ids)"
         )
         for start in range(0, len(ids), MAX_IDS_PER_QUERY):

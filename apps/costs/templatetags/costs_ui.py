@@ -85,10 +85,11 @@ def raw(value: Any) -> str:
 
 @register.filter
 def bar_width(value: Any) -> str:
-    """A percentage clamped to 0–100, for a CSS width."""
+    """A percentage clamped to 0–100 and rounded, for a width class (`w-0` … `w-100` in atalaya.css:
+    the content security policy refuses style="" attributes)."""
     if value is None:
         return "0"
-    return f"{max(0.0, min(100.0, float(value))):.1f}"
+    return str(round(max(0.0, min(100.0, float(value)))))
 
 
 @register.filter

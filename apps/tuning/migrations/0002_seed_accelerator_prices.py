@@ -16,7 +16,9 @@ PER_HOUR = {  # Vertex AI accelerator type: USD per accelerator-hour (approximat
     "NVIDIA_A100_80GB": "4.52",
     "NVIDIA_H100_80GB": "11.27",
 }
-SOURCE = "Approximate Vertex AI custom-training price per accelerator-hour, us-central1 (2025): check and edit"
+SOURCE = (
+    "Approximate Vertex AI custom-training price per accelerator-hour, us-central1 (2025): check and edit"
+)
 
 
 def seed(apps, schema_editor):
