@@ -5,6 +5,7 @@ with exit 2 on bad input and exit 3 without the training dependencies. Nothing h
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -233,3 +234,86 @@ def test_without_the_training_dependencies_it_exits_3_saying_what_to_install(tmp
     assert "missing: torch, transformers, peft, safetensors, tokenizers" in completed.stderr
     assert "pip install -e '.[train]' -c deploy/trainer/constraints.txt" in completed.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_image_installs_the_train_extra_and_copies_what_exists():
+    """No container engine runs here: what can be checked offline about deploy/trainer/Dockerfile."""
+
+    import tomllib
+
+    dockerfile = (TRAINER / "Dockerfile").read_text()
+    allowed = [
+        line for line in (TRAINER / "Dockerfile.dockerignore").read_text().split() if line.startswith("!")
+    ]
+    assert allowed == ["!pyproject.toml", "!deploy/trainer/"]
+    for line in re.findall(r"^COPY (.+)$", dockerfile, flags=re.M):
+        *sources, _ = line.split()
+        for source in sources:
+            assert (ROOT / source).exists(), source
+            assert source == "pyproject.toml" or source.startswith("deploy/trainer/"), source
+
+    # The requirements the image installs are the `train` extra, pinned by the same constraints file.
+    command = re.search(r'python -c "(.+?)" \\', dockerfile).group(1)
+    listed = subprocess.run(
+        [sys.executable, "-c", command], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["train"]
+    assert listed.stdout.split("\n")[:-1] == extra
+    assert "torch==2.13.0" in extra
+    assert "torch==2.13.0" in (TRAINER / "constraints.txt").read_text().split("\n")
+    assert re.search(r"pip install .*-r requirements.txt -c constraints.txt", dockerfile)
+    assert dockerfile.rstrip().endswith('ENTRYPOINT ["python", "-m", "atalaya_trainer"]')
+
+
+def test_a_local_hugging_face_model_folder_as_the_base(trained, tmp_path):
+    """The path a real base model takes (AutoTokenizer, AutoModelForCausalLM.from_pretrained, the saved chat
+    template), here with the tiny base that the first run saved: no base is copied beside this adapter."""
+    from atalaya_trainer.data import read_conversations
+    from atalaya_trainer.training import TrainingOptions, train
+
+    _, first_output = trained
+    base = first_output / "base"
+    result = train(
+        TrainingOptions(
+            base_model=str(base),
+            train=read_conversations(TRAIN, label="training"),
+            validation=None,
+            output_dir=tmp_path,
+            max_steps=3,
+            target_modules="c_attn,c_fc",
+        )
+    )
+    assert (result.metrics["steps"], result.metrics["base_model_dir"], result.metrics["validation_loss"]) == (
+        3,
+        None,
+        None,
+    )
+    config = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(base)
+    assert sorted(config["target_modules"]) == ["c_attn", "c_fc"]
+    assert not (tmp_path / "base").exists()
+
+
+@pytest.mark.parametrize(
+    ("base_model", "target_modules", "message"),
+    [
+        ("no-such-org/no-such-model", None, "base model 'no-such-org/no-such-model' could not be loaded"),
+        ("tiny", "q_proj", "LoRA could not be applied (check --target-modules)"),
+    ],
+)
+def test_a_base_model_or_target_modules_that_cannot_be_used_is_bad_input(
+    tmp_path, base_model, target_modules, message
+):
+    from atalaya_trainer.data import BadInput, read_conversations
+    from atalaya_trainer.training import TrainingOptions, train
+
+    options = TrainingOptions(
+        base_model=base_model,
+        train=read_conversations(TRAIN, label="training"),
+        validation=None,
+        output_dir=tmp_path / "out",
+        max_steps=1,
+        target_modules=target_modules,
+    )
+    with pytest.raises(BadInput, match=re.escape(message)):
+        train(options)
