@@ -9,16 +9,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The training extra (torch, transformers, peft) is installed too: the local job runner and the trainer
+# tests need it. The constraints file pins torch (deploy/trainer/README.md, "Installing").
+CONSTRAINTS := deploy/trainer/constraints.txt
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_WORKERS ?= 2
 
 .PHONY: run test test-postgres install lint typecheck checks security unit e2e bench bench-load messages vendor-static clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,train]" -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
