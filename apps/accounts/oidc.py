@@ -20,6 +20,7 @@ import requests
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
@@ -249,7 +250,12 @@ class OidcBackend(OIDCAuthenticationBackend):
             oidc_sign_in_failure_record(reason=str(exc))
             raise
         claims = {**userinfo, **payload}
-        result = oidc_sign_in(issuer=payload["iss"], claims=claims, policy=self.provider.policy)
+        try:
+            result = oidc_sign_in(issuer=payload["iss"], claims=claims, policy=self.provider.policy)
+        except IntegrityError:
+            # Two first sign-ins of the same person at once (two tabs, a double click): the other one
+            # created the user and identity first. Its transaction has committed, so this finds them.
+            result = oidc_sign_in(issuer=payload["iss"], claims=claims, policy=self.provider.policy)
         if result.user is None:
             self.request.oidc_refusal = result.refusal
         return result.user

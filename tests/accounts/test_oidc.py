@@ -453,3 +453,35 @@ def test_missing_endpoints_are_named(settings):
         "OIDC_RP_CLIENT_ID is set: set OIDC_DISCOVERY_URL, or OIDC_OP_ISSUER, OIDC_OP_TOKEN_ENDPOINT, "
         "OIDC_OP_JWKS_ENDPOINT."
     )
+
+
+def test_a_first_sign_in_that_loses_the_race_finds_the_winners_user(oidc, teams, monkeypatch):
+    """A double click on "Sign in with …" (or two tabs) on PostgreSQL: the other sign-in inserts the
+    identity between this one's lookup and its insert, whose unique constraint then fails. Here the other
+    sign-in runs to its end and this one's insert fails as it would; the sign-in must then find that user
+    instead of answering 500."""
+    from django.db import IntegrityError
+
+    from apps.accounts import oidc as oidc_module
+
+    oidc.user["groups"] = ["atalaya-support-governance"]
+    real_sign_in = oidc_module.oidc_sign_in
+    calls = []
+
+    def losing_first(**kwargs):
+        calls.append(kwargs["claims"]["sub"])
+        if len(calls) == 1:
+            real_sign_in(**kwargs)  # the other tab wins…
+            raise IntegrityError(
+                "UNIQUE constraint failed: accounts_oidcidentity.issuer, subject"
+            )  # …this loses
+        return real_sign_in(**kwargs)
+
+    monkeypatch.setattr(oidc_module, "oidc_sign_in", losing_first)
+    client = Client()
+    response = sign_in_through(client, oidc)
+
+    assert response.status_code == 302 and response["Location"] != reverse("accounts:login")
+    assert calls == ["10001", "10001"]
+    identity = OidcIdentity.objects.get(subject="10001")
+    assert signed_in_as(client) == identity.user and User.objects.count() == 1
