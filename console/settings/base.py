@@ -38,6 +38,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.common.middleware.RequestContextMiddleware",
+    "apps.common.database.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -252,6 +253,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/")
+
+# The database unreachable: 503 with this Retry-After (apps.common.database), never a 500.
+DATABASE_UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 # Operations: /readyz and /metrics (apps.common.health, apps.common.metrics).
 READYZ_TIMEOUT_SECONDS = env.float("ATALAYA_READYZ_TIMEOUT_SECONDS", default=2.0)
