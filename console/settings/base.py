@@ -35,9 +35,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.common.metrics.RequestMetricsMiddleware",
+    "apps.common.middleware.RequestContextMiddleware",
+    # /healthz, /readyz and /metrics for probes and scrapers that address the pod by IP: before the
+    # Host check (CommonMiddleware) and the HTTPS redirect. See apps/common/probes.py.
+    "apps.common.probes.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "apps.common.middleware.RequestContextMiddleware",
     "apps.common.database.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
