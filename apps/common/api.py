@@ -25,6 +25,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.common.database import (
+    database_unavailable_json,
+    database_unavailable_recover,
+    is_database_unavailable,
+    with_retry_after,
+)
 from apps.common.exceptions import ApplicationError
 from apps.common.pagination import CursorPagination
 
@@ -83,6 +89,11 @@ def _validation_error_response(exc: exceptions.ValidationError) -> Response:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if is_database_unavailable(exc):
+        # DRF catches a view's exceptions before any middleware: the same 503 as DatabaseUnavailableMiddleware.
+        database_unavailable_recover(exc, path=getattr(context.get("request"), "path", ""))
+        response = Response(database_unavailable_json(), status=503)
+        return with_retry_after(response)  # type: ignore[return-value]
     if isinstance(exc, ApplicationError):
         return error_response(exc.status_code, exc.code, exc.message, exc.details)
     if isinstance(exc, RequestDataTooBig):

@@ -16,6 +16,8 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
+from apps.common.database import DATABASE_ERRORS, close_connections
+
 logger = logging.getLogger(__name__)
 
 OK = "ok"
@@ -27,9 +29,13 @@ def _timeout() -> float:
 
 
 def check_database() -> None:
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    try:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DATABASE_ERRORS:
+        close_connections()  # the next probe reconnects instead of reusing a dead connection
+        raise
 
 
 def _filesystem_folders() -> list[Path]:

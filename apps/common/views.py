@@ -1,5 +1,6 @@
 """Site-wide views (home, health, error pages) and the small helpers every UI view shares."""
 
+import sys
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -12,6 +13,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from apps.accounts.roles import CATALOG_READERS
 from apps.accounts.selectors import user_team_ids
+from apps.common.database import (
+    database_unavailable_recover,
+    database_unavailable_response,
+    is_database_unavailable,
+)
 from apps.common.exceptions import ApplicationError, NotFound, PermissionDenied
 
 # UI helpers
@@ -91,6 +97,12 @@ def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    exc = sys.exc_info()[1]
+    if is_database_unavailable(exc):
+        # Raised by a middleware (a view's goes through DatabaseUnavailableMiddleware): 503, not 500.
+        assert exc is not None
+        database_unavailable_recover(exc, path=request.path)
+        return database_unavailable_response(request)
     if _wants_json(request):
         return JsonResponse(
             {

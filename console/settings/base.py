@@ -41,10 +41,14 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "apps.common.metrics.RequestMetricsMiddleware",
+    "apps.common.middleware.RequestContextMiddleware",
+    # /healthz, /readyz and /metrics for probes and scrapers that address the pod by IP: before the
+    # Host check (CommonMiddleware) and the HTTPS redirect. See apps/common/probes.py.
+    "apps.common.probes.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "apps.common.middleware.RequestContextMiddleware",
+    "apps.common.database.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -245,8 +249,28 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "polling_interval": 0.1,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": 3600}
+    else {
+        # Redis: a message a worker has taken stays in Redis, unacknowledged, until its task ends (late
+        # acknowledgement). If the worker dies, or its connection drops while Redis restarts, Redis puts the
+        # message back on the queue once this many seconds have passed, and another worker runs it again
+        # (every task is idempotent). It must exceed the longest wait of a retried task (backoff, at most
+        # 600 s: the worker holds such a message until then) plus the longest hard time limit (retention,
+        # 660 s), or a task still waiting or running is delivered a second time.
+        "visibility_timeout": env.int("CELERY_BROKER_VISIBILITY_TIMEOUT", default=1800),
+    }
 )
+# Nothing lost when the broker restarts: queued messages survive only if the broker persists them (Redis
+# with appendonly, or a managed Redis with persistence: deploy/README.md, "Failure modes"); a worker waits
+# for the broker to come back, however long (None: retry forever instead of exiting after 100 tries),
+# also when it starts before the broker.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A task running when the connection drops keeps running: it finishes and commits, and its message is
+# acknowledged once the worker has reconnected or, if that acknowledgement is lost, goes back on the queue
+# after the visibility timeout and runs again, changing nothing. True (Celery 6's default) would kill the
+# running tasks and leave their work to the redelivery, up to visibility_timeout later.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -377,6 +401,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/")
+
+# The database unreachable: 503 with this Retry-After (apps.common.database), never a 500.
+DATABASE_UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 # Operations: /readyz and /metrics (apps.common.health, apps.common.metrics).
 READYZ_TIMEOUT_SECONDS = env.float("ATALAYA_READYZ_TIMEOUT_SECONDS", default=2.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 from console.env import env
 
 from .base import *  # noqa: F403
-from .base import CACHES, CELERY_BROKER_URL, DATABASES, VAR_DIR
+from .base import CACHES, CELERY_BROKER_TRANSPORT_OPTIONS, CELERY_BROKER_URL, DATABASES, VAR_DIR
 
 SECRET_KEY = "atalaya-tests-only"  # nosec B105 # the test suite's own key
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # makemigrations --check opens the default database there
@@ -68,6 +68,13 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_URL = _redis_db(CELERY_BROKER_URL, 2 * _REDIS_SLOT)
     # Celery reads the CELERY_BROKER_URL environment variable before this setting.
     os.environ["CELERY_BROKER_URL"] = CELERY_BROKER_URL
+    # Look for unacknowledged messages past their visibility timeout every second (kombu's default is
+    # every 100 s), so that a test with a short CELERY_BROKER_VISIBILITY_TIMEOUT sees the redelivery.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
 _cache_location = CACHES["default"].get("LOCATION", "")
 if CACHES["default"]["BACKEND"].endswith("RedisCache") and isinstance(_cache_location, str):
     CACHES["default"]["LOCATION"] = _redis_db(_cache_location, 2 * _REDIS_SLOT + 1)

@@ -67,7 +67,13 @@ resource "google_redis_instance" "main" {
   connect_mode            = "PRIVATE_SERVICE_ACCESS"
   auth_enabled            = true
   transit_encryption_mode = "DISABLED"
-  depends_on              = [google_service_networking_connection.private_services]
+  # The Celery queue lives here: hourly RDB snapshots bring it back after a restart of the whole instance
+  # (Memorystore for Redis has no append-only file; deploy/README.md, "Failure modes").
+  persistence_config {
+    persistence_mode    = "RDB"
+    rdb_snapshot_period = "ONE_HOUR"
+  }
+  depends_on = [google_service_networking_connection.private_services]
 }
 
 resource "google_bigquery_dataset" "logs" {

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -97,7 +98,10 @@ def start_worker(tmp_path):
         worker.stop()
 
 
-def wait_for(condition, worker: Worker, timeout: float = 45.0, what: str = "condition") -> None:
+def wait_for(
+    condition, worker: Worker, timeout: float = 45.0, what: str | Callable[[], str] = "condition"
+) -> None:
+    """Wait until condition() holds; `what` names it in the failure (a callable: computed at failure)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -105,4 +109,5 @@ def wait_for(condition, worker: Worker, timeout: float = 45.0, what: str = "cond
         if worker.proc.poll() is not None:
             break
         time.sleep(0.2)
-    pytest.fail(f"{what} not met; worker log:\n{worker.log()}")
+    described = what() if callable(what) else what
+    pytest.fail(f"{described} not met; worker log:\n{worker.log()}")
