@@ -2,6 +2,8 @@ from celery import shared_task
 from django.db import OperationalError
 
 from apps.cloud.jobs import BackendUnavailable, get_job_backend
+from apps.common.tasks import send_safely
+from apps.tuning.selectors import tuning_requests_undispatched
 from apps.tuning.services import tuning_job_cancel, tuning_job_dispatch, tuning_jobs_poll
 
 
@@ -20,11 +22,15 @@ def dispatch_job(request_id: int) -> str:
 
 @shared_task(name="workers.tuning.poll_jobs", autoretry_for=(OperationalError,), max_retries=2)
 def poll_jobs() -> dict[str, int]:
-    """Beat: one batched look at every queued or running job; records progress, ends, new versions."""
+    """Beat: one batched look at every queued or running job (progress, ends, new versions), and the
+    dispatch queued again for approved requests that still have no job a minute after approval."""
+    undispatched = tuning_requests_undispatched()
+    send_safely(lambda: [dispatch_job.delay(pk) for pk in undispatched], "tuning dispatches")
     try:
-        return tuning_jobs_poll(backend=get_job_backend())
+        result = tuning_jobs_poll(backend=get_job_backend())
     except BackendUnavailable:
-        return {"polled": 0, "changed": 0, "unavailable": 1}  # the next cycle tries again
+        result = {"polled": 0, "changed": 0, "unavailable": 1}  # the next cycle tries again
+    return {**result, "redispatched": len(undispatched)}
 
 
 @shared_task(

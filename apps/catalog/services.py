@@ -29,6 +29,7 @@ from apps.catalog.models import (
 )
 from apps.catalog.templating import TemplateProblem, template_variables
 from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+from apps.common.tasks import enqueue_on_commit
 from apps.workflows.models import ApprovalRequest, SubjectKind
 from apps.workflows.registry import SubjectHandler, subject_kind_register
 from apps.workflows.services import approval_request_open
@@ -381,7 +382,7 @@ def prompt_label_set(*, actor: User, prompt: Prompt, label: str, version_number:
 def _notify_reviewers(request: ApprovalRequest) -> None:
     from workers.workflows import notify_reviewers
 
-    transaction.on_commit(lambda: notify_reviewers.delay(request.pk))
+    enqueue_on_commit(notify_reviewers, request.pk)
 
 
 # Approval engine callbacks: what happens to each subject when its request closes.

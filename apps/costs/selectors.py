@@ -356,3 +356,13 @@ def budget_check_hard_limits(*, team_id: int, prompt: str = "", app: str = "") -
                 "prompt": budget.prompt or None,
             },
         )
+
+
+def budget_alerts_unsent(*, older_than_seconds: int = 60, limit: int = 200) -> list[int]:
+    """Alerts fired but never sent (the notification could not be queued): for beat to send again."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        BudgetAlert.objects.filter(notified_at__isnull=True, fired_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:limit]
+    )

@@ -17,6 +17,7 @@ from apps.accounts.roles import Role
 from apps.accounts.selectors import user_has_role, user_is_admin_anywhere
 from apps.audit.services import audit_event_record
 from apps.common.exceptions import Conflict, PermissionDenied, Unprocessable
+from apps.common.tasks import enqueue_on_commit
 from apps.costs.latency import merge
 from apps.costs.models import (
     Budget,
@@ -408,7 +409,7 @@ def _fire(budget: Budget, start: datetime, threshold: int, spend: Decimal, limit
     )
     from workers.costs import notify_alert
 
-    transaction.on_commit(lambda: notify_alert.delay(alert.pk))
+    enqueue_on_commit(notify_alert, alert.pk)
 
 
 def budgets_evaluate_all(*, now: datetime | None = None) -> int:

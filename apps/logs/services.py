@@ -27,6 +27,7 @@ from apps.cloud.pii.base import LIKELIHOODS
 from apps.cloud.warehouse import WarehouseUnavailable, get_warehouse
 from apps.common.bulk import bulk_insert_values, bulk_update
 from apps.common.exceptions import NotFound, PermissionDenied, Unprocessable
+from apps.common.tasks import send_safely
 from apps.costs.latency import bucket_of as latency_bucket_of
 from apps.costs.pricing import PriceBook
 from apps.costs.services import hours_mark_dirty
@@ -169,8 +170,12 @@ def _dispatch_scan(ids: list[int]) -> None:
     from workers.logs import scan_events
 
     chunk = settings.LOG_SCAN_CHUNK
-    for start in range(0, len(ids), chunk):
-        scan_events.delay(ids[start : start + chunk])
+
+    def send() -> None:
+        for start in range(0, len(ids), chunk):
+            scan_events.delay(ids[start : start + chunk])
+
+    send_safely(send, "the scan of new log events")  # beat's dispatch_pending finds them staged
 
 
 def _texts_of(payload: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ from apps.accounts.roles import REGISTRY_WRITERS
 from apps.accounts.selectors import user_has_role
 from apps.audit.services import audit_event_record
 from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+from apps.common.tasks import enqueue_on_commit
 from apps.registry.models import (
     Adapter,
     AdapterAlias,
@@ -97,7 +98,7 @@ def _mirror(kind: str, pk: int) -> None:
     """Ask the MLflow mirror to catch up with this row after the commit (beat retries what fails)."""
     from workers.registry import registry_mlflow_sync
 
-    transaction.on_commit(lambda: registry_mlflow_sync.delay(kind, pk))
+    enqueue_on_commit(registry_mlflow_sync, kind, pk)
 
 
 @transaction.atomic
@@ -302,7 +303,7 @@ def alias_move_request(
     )
     from workers.workflows import notify_reviewers
 
-    transaction.on_commit(lambda: notify_reviewers.delay(request.pk))
+    enqueue_on_commit(notify_reviewers, request.pk)
     return AliasMoveResult(move=move, request=request)
 
 

@@ -29,3 +29,18 @@ def tuning_request_get(*, user: User, request_id: int) -> TuningRequest:
     if request is None:
         raise NotFound(f"No tuning request {request_id}.")
     return request
+
+
+def tuning_requests_undispatched(*, older_than_seconds: int = 60, limit: int = 200) -> list[int]:
+    """Approved requests that still have no job a while after approval (the dispatch could not be queued,
+    or its task was lost): for the poller to queue again. Dispatching is idempotent (the job key)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        TuningRequest.objects.filter(status="approved", job_name="", decided_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:limit]
+    )

@@ -21,6 +21,7 @@ from apps.accounts.selectors import user_has_role
 from apps.audit.services import audit_event_record
 from apps.cloud.jobs.base import TERMINAL_STATES, BackendError, JobState, JobStatus, TrainingSpec
 from apps.common.exceptions import Conflict, PermissionDenied, Unprocessable
+from apps.common.tasks import enqueue_on_commit
 from apps.costs.models import Price, PriceKind
 from apps.registry.models import Adapter, TuningMethod
 from apps.registry.services import DATASET_SCHEMES, adapter_version_register
@@ -285,7 +286,7 @@ def tuning_request_submit(*, actor: User, request: TuningRequest) -> ApprovalReq
     )
     from workers.workflows import notify_reviewers
 
-    transaction.on_commit(lambda: notify_reviewers.delay(approval.pk))
+    enqueue_on_commit(notify_reviewers, approval.pk)
     return approval
 
 
@@ -318,7 +319,7 @@ def tuning_request_cancel(*, actor: User, request: TuningRequest) -> TuningReque
             )
             from workers.tuning import cancel_job
 
-            transaction.on_commit(lambda: cancel_job.delay(request.pk))
+            enqueue_on_commit(cancel_job, request.pk)
         return request
     if request.status == TuningStatus.APPROVED and request.job_key:
         raise Conflict(
@@ -366,7 +367,7 @@ def _request_close(*, subject: TuningRequest, request: ApprovalRequest, actor: U
     if tuning.status == TuningStatus.APPROVED:
         from workers.tuning import dispatch_job
 
-        transaction.on_commit(lambda: dispatch_job.delay(tuning.pk))
+        enqueue_on_commit(dispatch_job, tuning.pk)
 
 
 def register_subjects() -> None:

@@ -36,3 +36,17 @@ def review_queue(*, user: User) -> QuerySet[ApprovalRequest]:
 
 def approval_request_get(*, user: User, request_id: int) -> ApprovalRequest | None:
     return approval_request_list(user=user).filter(pk=request_id).first()
+
+
+def approval_requests_unnotified(*, older_than_seconds: int = 60, limit: int = 200) -> list[int]:
+    """Open requests whose reviewers were never told (the notification could not be queued): for beat."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        ApprovalRequest.objects.filter(
+            status=RequestStatus.OPEN, reviewers_notified_at__isnull=True, created_at__lt=cutoff
+        ).values_list("pk", flat=True)[:limit]
+    )

@@ -289,6 +289,10 @@ CELERY_BEAT_SCHEDULE = {
     "costs-rollup": {"task": "workers.costs.rollup", "schedule": timedelta(minutes=1)},
     "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
     "tuning-poll": {"task": "workers.tuning.poll_jobs", "schedule": timedelta(seconds=TUNING_POLL_SECONDS)},
+    "workflows-notify-pending": {
+        "task": "workers.workflows.notify_pending",
+        "schedule": timedelta(minutes=1),
+    },
     "registry-mlflow-catch-up": {
         "task": "workers.registry.mlflow_catch_up",
         "schedule": timedelta(minutes=5),
