@@ -76,7 +76,8 @@ def _detail_context(request: HttpRequest, tuning: TuningRequest) -> dict:
     return {
         "tuning": tuning,
         "approval": approval_subject_request(subject=tuning),
-        "active": tuning.status in TUNING_ACTIVE,
+        # The job panel refreshes itself from approval (a worker submits the job) until the job has ended.
+        "active": tuning.status in (TuningStatus.APPROVED, *TUNING_ACTIVE),
         "can_submit": can_write and tuning.status == TuningStatus.DRAFT,
         "can_cancel": can_write
         and tuning.status in (TuningStatus.DRAFT, TuningStatus.PENDING_APPROVAL, *TUNING_ACTIVE)

@@ -15,8 +15,12 @@ from django.db import connection
 
 
 class Worker:
-    def __init__(self, tmp_path: Path, env: dict[str, str], pool: str, concurrency: int, name: str):
+    def __init__(
+        self, tmp_path: Path, env: dict[str, str], pool: str, concurrency: int, name: str, beat: bool = False
+    ):
         self.log_path = tmp_path / f"{name}.log"
+        # With beat=True the worker also runs beat (-B), its schedule file in tmp_path.
+        beat_args = ["-B", "-s", str(tmp_path / f"{name}-beat-schedule")] if beat else []
         self._log = open(self.log_path, "w+")  # noqa: SIM115
         celery = Path(sys.executable).parent / "celery"
         self.proc = subprocess.Popen(
@@ -33,6 +37,7 @@ class Worker:
                 "--without-heartbeat",
                 "-n",
                 f"{name}-{os.getpid()}@%h",
+                *beat_args,
             ],
             env=env,
             stdout=self._log,
