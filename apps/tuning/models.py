@@ -2,7 +2,9 @@
 
 Tuning request: draft → pending_approval → approved → queued → running → succeeded | failed | cancelled,
 or rejected (changes requested sends it back to draft). Deployment request: draft → pending_approval →
-approved → deploying → live (n % of the traffic) → promoted | rolled_back | failed, or rejected.
+approved → deploying → live (n % of the traffic) → promoted | rolled_back | failed, or rejected; a
+promoted deployment is replaced by the next one promoted on its endpoint (and promoted again if that
+one is rolled back).
 The legal moves are the TRANSITIONS tables below; services refuse anything else with a 409.
 """
 
@@ -119,6 +121,7 @@ class DeploymentStatus(models.TextChoices):
     LIVE = "live", _("Live")
     PROMOTED = "promoted", _("Promoted")
     ROLLED_BACK = "rolled_back", _("Rolled back")
+    REPLACED = "replaced", _("Replaced")
     FAILED = "failed", _("Failed")
     REJECTED = "rejected", _("Rejected")
 
@@ -131,7 +134,10 @@ DEPLOYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     DeploymentStatus.APPROVED: frozenset({DeploymentStatus.DEPLOYING, DeploymentStatus.FAILED}),
     DeploymentStatus.DEPLOYING: frozenset({DeploymentStatus.LIVE, DeploymentStatus.FAILED}),
     DeploymentStatus.LIVE: frozenset({DeploymentStatus.PROMOTED, DeploymentStatus.ROLLED_BACK}),
-    DeploymentStatus.PROMOTED: frozenset({DeploymentStatus.ROLLED_BACK}),
+    DeploymentStatus.PROMOTED: frozenset({DeploymentStatus.ROLLED_BACK, DeploymentStatus.REPLACED}),
+    # A promoted deployment is replaced when a later one is promoted (its model leaves the endpoint),
+    # and comes back (redeployed at 100 %) when that later one is rolled back.
+    DeploymentStatus.REPLACED: frozenset({DeploymentStatus.PROMOTED}),
     DeploymentStatus.ROLLED_BACK: frozenset(),
     DeploymentStatus.FAILED: frozenset(),
     DeploymentStatus.REJECTED: frozenset(),

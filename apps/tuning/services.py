@@ -402,7 +402,9 @@ def training_spec(request: TuningRequest) -> TrainingSpec:
         machine_type=request.machine_type,
         accelerator_type=request.accelerator_type,
         accelerator_count=request.accelerator_count,
-        output_uri=f"{settings.TUNING_ARTIFACTS_URI.rstrip('/')}/{request.job_key}" if settings.TUNING_ARTIFACTS_URI else "",
+        output_uri=f"{settings.TUNING_ARTIFACTS_URI.rstrip('/')}/{request.job_key}"
+        if settings.TUNING_ARTIFACTS_URI
+        else "",
         labels={"atalaya-team": adapter.team.slug, "atalaya-adapter": adapter.name[:63]},
     )
 

@@ -1,0 +1,21 @@
+from celery import shared_task
+from django.db import OperationalError
+
+from apps.cloud.jobs import BackendUnavailable, get_serving_backend
+from apps.tuning.deployments import deployment_deploy
+
+
+@shared_task(
+    name="workers.deployments.deploy",
+    autoretry_for=(BackendUnavailable, OperationalError, ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=20,
+    soft_time_limit=2400,
+    time_limit=2460,
+)
+def deploy(deployment_id: int) -> str:
+    """Put an approved deployment on its endpoint. Safe to run twice: a live deployment is left alone,
+    and the backends adopt the model version already deployed instead of deploying it again."""
+    deployment = deployment_deploy(deployment_id=deployment_id, backend=get_serving_backend())
+    return deployment.status if deployment is not None else "gone"
