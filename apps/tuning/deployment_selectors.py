@@ -6,6 +6,7 @@ from apps.accounts.models import User
 from apps.accounts.roles import REGISTRY_READERS
 from apps.accounts.selectors import user_team_ids
 from apps.common.exceptions import NotFound
+from apps.registry.models import AdapterVersion
 from apps.tuning.models import Deployment, Endpoint
 from apps.workflows.models import ApprovalRequest, Decision
 from apps.workflows.services import approval_subject_request
@@ -45,6 +46,23 @@ def deployment_get(*, user: User, deployment_id: int) -> Deployment:
     if deployment is None:
         raise NotFound(f"No deployment {deployment_id}.")
     return deployment
+
+
+def deployable_versions(*, user: User, team_ids: list[int] | None = None) -> QuerySet[AdapterVersion]:
+    """Adapter versions the user can read (of these teams), newest first: what a deployment may name."""
+    qs = AdapterVersion.objects.filter(adapter__team_id__in=user_team_ids(user, REGISTRY_READERS))
+    if team_ids is not None:
+        qs = qs.filter(adapter__team_id__in=team_ids)
+    return qs.select_related("adapter__team", "adapter__base_model").order_by(
+        "adapter__team__slug", "adapter__name", "-number"
+    )
+
+
+def deployable_version_get(*, user: User, version_id: int) -> AdapterVersion:
+    version = deployable_versions(user=user).filter(pk=version_id).first()
+    if version is None:
+        raise NotFound(f"No adapter version {version_id}.")
+    return version
 
 
 def endpoint_history(*, endpoint: Endpoint, limit: int = 100) -> list[Deployment]:
