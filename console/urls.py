@@ -19,6 +19,7 @@ urlpatterns = [
     path("logs/", include("apps.logs.urls")),
     path("costs/", include("apps.costs.urls")),
     path("registry/", include("apps.registry.urls")),
+    path("deployments/", include("apps.tuning.urls_deployments")),
     path("api/v1/", include("console.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

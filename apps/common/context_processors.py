@@ -39,6 +39,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         add("costs", _("Costs"), reverse("costs:dashboard"))
     if held & REGISTRY_READERS:
         add("registry", _("Registry"), reverse("registry:index"))
+        add("deployments", _("Deployments"), reverse("deployments:index"))
     if held & AUDIT_READERS:
         add("audit", _("Audit"), reverse("audit:list"))
     add("accounts", _("Tokens"), reverse("accounts:tokens"))

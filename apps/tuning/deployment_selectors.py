@@ -53,8 +53,10 @@ def deployable_versions(*, user: User, team_ids: list[int] | None = None) -> Que
     qs = AdapterVersion.objects.filter(adapter__team_id__in=user_team_ids(user, REGISTRY_READERS))
     if team_ids is not None:
         qs = qs.filter(adapter__team_id__in=team_ids)
-    return qs.select_related("adapter__team", "adapter__base_model").order_by(
-        "adapter__team__slug", "adapter__name", "-number"
+    return (
+        qs.select_related("adapter__team", "adapter__base_model")
+        .prefetch_related("aliases")
+        .order_by("adapter__team__slug", "adapter__name", "-number")
     )
 
 

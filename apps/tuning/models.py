@@ -108,8 +108,8 @@ class TuningRequest(BaseModel):
 
 
 class DeploymentStrategy(models.TextChoices):
-    REPLACE = "replace", _("Replace (100 % at once)")
-    CANARY = "canary", _("Canary (n % first)")
+    REPLACE = "replace", _("Replace (all the traffic at once)")
+    CANARY = "canary", _("Canary (a small share first)")
     AB = "ab", _("A/B split")
 
 
