@@ -64,6 +64,9 @@ ACTIONS = {
     "deployments.deployment_started": _("Deployment started"),
     "deployments.deployment_live": _("Deployment live"),
     "deployments.deployment_failed": _("Deployment failed"),
+    "deployments.promote_requested": _("Deployment promotion requested"),
+    "deployments.rollback_requested": _("Deployment rollback requested"),
+    "deployments.action_failed": _("Deployment promotion or rollback failed"),
     "deployments.deployment_promoted": _("Deployment promoted"),
     "deployments.deployment_rolled_back": _("Deployment rolled back"),
 }

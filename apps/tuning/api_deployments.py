@@ -3,8 +3,8 @@
 Objects of a team the caller cannot read answer 404, never 403; a caller who can read but not act
 answers 403 (requests are filed by engineers and administrators; promote and roll back are also open to
 governance). Submitting answers 202 with the approval request; the deployment happens on approval, in a
-task. Promote and roll back answer 200 once the provider has done it (502/503 when it refused or could
-not be reached: nothing is recorded then, and the click can be repeated).
+task. Promote and roll back answer 202 with the deployment and its `action`: a worker makes the provider
+calls and records the new state (or clears the action and keeps the provider's message in `error`).
 """
 
 from typing import Any
@@ -102,7 +102,15 @@ class DeploymentOutputSerializer(serializers.Serializer):
     previous_traffic_split = serializers.DictField(
         child=serializers.IntegerField(), help_text="The endpoint's split before it went live."
     )
-    error = serializers.CharField(help_text="The provider's message when the deployment failed.")
+    error = serializers.CharField(
+        help_text="The provider's message when a deploy, promote or roll back failed."
+    )
+    action = serializers.CharField(
+        help_text="`promote` or `rollback` while the worker does it; empty otherwise."
+    )
+    action_requested_by = serializers.CharField(
+        source="action_requested_by.username", allow_null=True, default=None
+    )
     deployed_at = serializers.DateTimeField(allow_null=True)
     closed_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -342,7 +350,7 @@ class DeploymentSubmitApi(ApiView):
 
 
 class DeploymentPromoteApi(ApiView):
-    """A live deployment takes 100 % of its endpoint; the earlier models are undeployed."""
+    """Ask for a live deployment to take 100 % of its endpoint (the earlier models are undeployed)."""
 
     permission_classes = [HasScope]
     required_scope = Scope.MODELS_WRITE
@@ -350,18 +358,19 @@ class DeploymentPromoteApi(ApiView):
     @extend_schema(
         operation_id="deployments_promote",
         request=None,
-        responses={200: DeploymentOutputSerializer} | errors(401, 403, 404, 409, 502, 503),
+        responses={202: DeploymentOutputSerializer} | errors(401, 403, 404, 409),
     )
     def post(self, request: Request, deployment_id: int) -> Response:
         deployment = deployment_get(user=request.user, deployment_id=deployment_id)
         deployment_promote(actor=request.user, deployment=deployment)
         return Response(
-            DeploymentOutputSerializer(deployment_get(user=request.user, deployment_id=deployment_id)).data
+            DeploymentOutputSerializer(deployment_get(user=request.user, deployment_id=deployment_id)).data,
+            status=202,
         )
 
 
 class DeploymentRollbackApi(ApiView):
-    """Put back what served before this deployment, and undeploy its model."""
+    """Ask to put back what served before this deployment, and undeploy its model."""
 
     permission_classes = [HasScope]
     required_scope = Scope.MODELS_WRITE
@@ -369,11 +378,12 @@ class DeploymentRollbackApi(ApiView):
     @extend_schema(
         operation_id="deployments_rollback",
         request=None,
-        responses={200: DeploymentOutputSerializer} | errors(401, 403, 404, 409, 502, 503),
+        responses={202: DeploymentOutputSerializer} | errors(401, 403, 404, 409),
     )
     def post(self, request: Request, deployment_id: int) -> Response:
         deployment = deployment_get(user=request.user, deployment_id=deployment_id)
         deployment_rollback(actor=request.user, deployment=deployment)
         return Response(
-            DeploymentOutputSerializer(deployment_get(user=request.user, deployment_id=deployment_id)).data
+            DeploymentOutputSerializer(deployment_get(user=request.user, deployment_id=deployment_id)).data,
+            status=202,
         )

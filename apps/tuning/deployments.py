@@ -21,14 +21,15 @@ How an endpoint evolves (one change at a time):
   stop a bad canary); requests are filed by engineers and administrators, approved by the policy's
   approvers (four eyes).
 
-Provider calls: the deploy runs in a task (`workers.deployments.deploy`), outside any transaction, with
-the state recorded before (`deploying`, the previous split) and after (`live`, the ids); a retry
-registers nothing twice (the model version is recorded as soon as it is registered) and deploys
-nothing twice (the backends adopt a deployment of the same model version already on the endpoint).
-Promote and roll back call the provider inside the transaction that holds the endpoint's row lock, so
-two clicks on one endpoint run one after the other, and record only once the provider has done it;
-every call they make is idempotent (set the whole split, undeploy what may already be gone, deploy
-what may already be there), so a retry after a failure half-way repeats them harmlessly.
+Provider calls never run in a web request (a Vertex deploy or undeploy takes minutes, and the worker holds
+the Vertex role): they run in tasks, outside any transaction, with the state recorded before and after.
+- Deploy (`workers.deployments.deploy`): `deploying` and the previous split are recorded first; a retry
+  registers nothing twice (the model version is recorded as soon as it is registered) and deploys nothing
+  twice (the backends adopt a deployment of the same model version already on the endpoint).
+- Promote and roll back: the click checks everything (role, state, one action at a time) and records the
+  asked-for `action` (audited); `workers.deployments.apply_action` makes the calls, each idempotent (set the
+  whole split, undeploy what may be gone already, deploy what may be there already), then records the new
+  state once. A refusal clears the action and keeps the provider's message in `error`.
 """
 
 from __future__ import annotations
@@ -44,12 +45,13 @@ from apps.accounts.models import Team, User
 from apps.accounts.roles import REGISTRY_WRITERS, Role
 from apps.accounts.selectors import user_has_role
 from apps.audit.services import audit_event_record
-from apps.cloud.jobs.base import BackendError, BackendUnavailable, RegisteredModel, scale
-from apps.common.exceptions import ApplicationError, Conflict, PermissionDenied, Unprocessable
+from apps.cloud.jobs.base import BackendError, RegisteredModel, scale
+from apps.common.exceptions import Conflict, PermissionDenied, Unprocessable
 from apps.registry.models import AdapterVersion, FoundationModel, Provider, name_validator
 from apps.tuning.models import (
     DEPLOYMENT_TRANSITIONS,
     Deployment,
+    DeploymentAction,
     DeploymentStatus,
     DeploymentStrategy,
     Endpoint,
@@ -74,18 +76,6 @@ PERCENT_RANGES = {
 }
 DEPLOYABLE_PROVIDERS = {Provider.HUGGING_FACE: "hf://"}  # base models with weights to serve
 MAX_ACCELERATORS = 8
-
-
-class ProviderRefused(ApplicationError):
-    """The serving provider refused a call (its message says why)."""
-
-    status_code = 502
-    default_code = "provider_error"
-
-
-class ProviderUnavailable(ApplicationError):
-    status_code = 503
-    default_code = "provider_unavailable"
 
 
 def _require(actor: User, team_id: int, roles: Any, what: str) -> None:
@@ -561,113 +551,103 @@ def deployment_deploy(*, deployment_id: int, backend: Any) -> Deployment | None:
 # One click each: promote and roll back
 
 
-def _provider(call: Any, **kwargs: Any) -> Any:
-    try:
-        return call(**kwargs)
-    except BackendUnavailable as exc:
-        raise ProviderUnavailable(f"The serving provider cannot be reached now: {exc}. Try again.") from exc
-    except BackendError as exc:
-        raise ProviderRefused(f"The serving provider refused: {exc}") from exc
-
-
-def _lock_for_action(
-    actor: User, deployment: Deployment, to: str, what: str, backend: Any
-) -> tuple[Endpoint, Deployment]:
+def _check_action(actor: User, deployment: Deployment, to: str, what: str) -> Endpoint:
+    """Row locks taken (endpoint, then deployment); the click refused with a precise error, or allowed."""
     endpoint = Endpoint.objects.select_for_update().select_related("team").get(pk=deployment.endpoint_id)
-    deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
-    _require(actor, deployment.team_id, DEPLOYMENT_OPERATORS, what)
-    if to not in DEPLOYMENT_TRANSITIONS[deployment.status]:
-        _move(deployment, to)  # raises the precise 409
-    if endpoint.backend != backend.name:
+    locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
+    _require(actor, locked.team_id, DEPLOYMENT_OPERATORS, what)
+    if to not in DEPLOYMENT_TRANSITIONS[locked.status]:
+        _move(locked, to)  # raises the precise 409
+    if locked.action:
+        raise Conflict(
+            f"Deployment #{locked.pk} is already {locked.get_action_display().lower()}: wait for it to finish.",
+            code="action_pending",
+            details={"action": locked.action},
+        )
+    if endpoint.backend != settings.JOB_BACKEND:
         raise Conflict(
             f"The endpoint {endpoint.name} lives on {endpoint.backend}, but this console serves with "
-            f"{backend.name} (JOB_BACKEND).",
+            f"{settings.JOB_BACKEND} (JOB_BACKEND).",
             code="backend_mismatch",
         )
-    return endpoint, deployment
+    if to == DeploymentStatus.ROLLED_BACK and locked.status == DeploymentStatus.PROMOTED:
+        _require_free(endpoint, exclude=locked.pk)
+    return endpoint
 
 
-def _serving(backend: Any) -> Any:
-    if backend is not None:
-        return backend
-    from apps.cloud.jobs import get_serving_backend
-
-    return get_serving_backend()
-
-
-@transaction.atomic
-def deployment_promote(*, actor: User, deployment: Deployment, backend: Any = None) -> Deployment:
-    """A live deployment takes all the traffic; the earlier models leave the endpoint and their
-    deployments become `replaced`."""
-    backend = _serving(backend)
-    endpoint, deployment = _lock_for_action(
-        actor, deployment, DeploymentStatus.PROMOTED, "promote deployments", backend
+def _request_action(actor: User, deployment: Deployment, action: str, to: str, what: str) -> Deployment:
+    _check_action(actor, deployment, to, what)
+    deployment = Deployment.objects.get(pk=deployment.pk)
+    deployment.action = action
+    deployment.action_requested_by = actor
+    deployment.action_requested_at = timezone.now()
+    deployment.error = ""
+    deployment.save(
+        update_fields=["action", "action_requested_by", "action_requested_at", "error", "updated_at"]
     )
-    earlier = list(
-        Deployment.objects.select_for_update()
-        .filter(endpoint=endpoint, status__in=ON_ENDPOINT)
-        .exclude(pk=deployment.pk)
-        .order_by("created_at")
-    )
-    before_split = dict(endpoint.traffic_split)
-    result = _provider(
-        backend.set_traffic,
-        endpoint=endpoint.resource_name,
-        traffic_split={deployment.deployed_model_id: 100},
-    )
-    for other in earlier:
-        if other.deployed_model_id:
-            _provider(
-                backend.undeploy, endpoint=endpoint.resource_name, deployed_model_id=other.deployed_model_id
-            )
-    now = timezone.now()
-    for other in earlier:
-        _move(other, DeploymentStatus.REPLACED)
-        other.closed_at = now
-        other.save(update_fields=["status", "closed_at", "updated_at"])
-    before = _move(deployment, DeploymentStatus.PROMOTED)
-    deployment.save(update_fields=["status", "updated_at"])
-    endpoint.traffic_split = {k: v for k, v in dict(result.traffic_split).items() if v} or {
-        deployment.deployed_model_id: 100
-    }
-    endpoint.save(update_fields=["traffic_split", "updated_at"])
     audit_event_record(
         actor=actor,
-        action="deployments.deployment_promoted",
+        action=f"deployments.{action}_requested",
         target=deployment,
-        changes={
-            "status": {"from": before, "to": "promoted"},
-            "traffic_split": {"from": before_split, "to": endpoint.traffic_split},
-            "undeployed": [o.deployed_model_id for o in earlier if o.deployed_model_id],
-            "replaced": [o.pk for o in earlier],
-        },
+        changes={"status": deployment.status, "traffic_split": dict(deployment.endpoint.traffic_split)},
     )
+    from workers.deployments import apply_action
+
+    transaction.on_commit(lambda: apply_action.delay(deployment.pk))
     return deployment
 
 
 @transaction.atomic
-def deployment_rollback(*, actor: User, deployment: Deployment, backend: Any = None) -> Deployment:
-    """Put back what served before this deployment (the previous split; for a promoted one, the
-    deployment it replaced, deployed again at 100 %) and take this deployment's model off the endpoint."""
-    backend = _serving(backend)
-    endpoint, deployment = _lock_for_action(
-        actor, deployment, DeploymentStatus.ROLLED_BACK, "roll back deployments", backend
+def deployment_promote(*, actor: User, deployment: Deployment) -> Deployment:
+    """Ask for a live deployment to take all the traffic (the earlier models leave the endpoint and their
+    deployments become `replaced`). The worker does it (`deployment_action_apply`)."""
+    return _request_action(
+        actor, deployment, DeploymentAction.PROMOTE, DeploymentStatus.PROMOTED, "promote deployments"
     )
-    before_split = dict(endpoint.traffic_split)
+
+
+@transaction.atomic
+def deployment_rollback(*, actor: User, deployment: Deployment) -> Deployment:
+    """Ask to put back what served before this deployment (the previous split; for a promoted one, the
+    deployment it replaced, deployed again at 100 %) and take its model off the endpoint."""
+    return _request_action(
+        actor, deployment, DeploymentAction.ROLLBACK, DeploymentStatus.ROLLED_BACK, "roll back deployments"
+    )
+
+
+def _promote_calls(backend: Any, endpoint: Endpoint, deployment: Deployment) -> dict[str, Any]:
+    earlier = list(
+        Deployment.objects.filter(endpoint=endpoint, status__in=ON_ENDPOINT)
+        .exclude(pk=deployment.pk)
+        .order_by("created_at")
+    )
+    result = backend.set_traffic(
+        endpoint=endpoint.resource_name, traffic_split={deployment.deployed_model_id: 100}
+    )
+    for other in earlier:
+        if other.deployed_model_id:
+            backend.undeploy(endpoint=endpoint.resource_name, deployed_model_id=other.deployed_model_id)
+    split = {k: v for k, v in dict(result.traffic_split).items() if v} or {deployment.deployed_model_id: 100}
+    return {
+        "split": split,
+        "replaced": [o.pk for o in earlier],
+        "undeployed": [o.deployed_model_id for o in earlier if o.deployed_model_id],
+    }
+
+
+def _rollback_calls(backend: Any, endpoint: Endpoint, deployment: Deployment) -> dict[str, Any]:
     previous = {k: int(v) for k, v in deployment.previous_traffic_split.items()}
-    restored_deployments: list[Deployment] = []
+    redeployed: dict[int, str] = {}
     if deployment.status == DeploymentStatus.PROMOTED:
-        _require_free(endpoint, exclude=deployment.pk)
         replaced = list(
-            Deployment.objects.select_for_update()
-            .filter(endpoint=endpoint, status=DeploymentStatus.REPLACED, deployed_model_id__in=list(previous))
-            .order_by("created_at")
+            Deployment.objects.filter(
+                endpoint=endpoint, status=DeploymentStatus.REPLACED, deployed_model_id__in=list(previous)
+            ).order_by("created_at")
         )
         shares = scale({d.deployed_model_id: previous[d.deployed_model_id] for d in replaced}, 100)
         restored: dict[str, int] = {}
         for index, old in enumerate(replaced):
-            again = _provider(
-                backend.deploy,
+            again = backend.deploy(
                 endpoint=endpoint.resource_name,
                 model=old.model_resource,
                 version_id=old.model_version_id,
@@ -677,41 +657,105 @@ def deployment_rollback(*, actor: User, deployment: Deployment, backend: Any = N
                 accelerator_count=old.accelerator_count,
             )
             restored[again.deployed_model_id] = shares[old.deployed_model_id]
-            old.deployed_model_id = again.deployed_model_id
-            restored_deployments.append(old)
+            redeployed[old.pk] = again.deployed_model_id
     else:
-        standing = dict(
+        standing = (
             Deployment.objects.filter(endpoint=endpoint, status__in=ON_ENDPOINT)
             .exclude(pk=deployment.pk)
             .exclude(deployed_model_id="")
-            .values_list("deployed_model_id", "pk")
+            .values_list("deployed_model_id", flat=True)
         )
         restored = scale({k: previous.get(k, 0) for k in standing}, 100)
     if restored:
-        _provider(backend.set_traffic, endpoint=endpoint.resource_name, traffic_split=restored)
+        backend.set_traffic(endpoint=endpoint.resource_name, traffic_split=restored)
     if deployment.deployed_model_id:
-        _provider(
-            backend.undeploy, endpoint=endpoint.resource_name, deployed_model_id=deployment.deployed_model_id
-        )
-    now = timezone.now()
-    for old in restored_deployments:
-        _move(old, DeploymentStatus.PROMOTED)
-        old.closed_at = None
-        old.save(update_fields=["status", "deployed_model_id", "closed_at", "updated_at"])
-    before = _move(deployment, DeploymentStatus.ROLLED_BACK)
-    deployment.closed_at = now
-    deployment.save(update_fields=["status", "closed_at", "updated_at"])
-    endpoint.traffic_split = {k: v for k, v in restored.items() if v}
-    endpoint.save(update_fields=["traffic_split", "updated_at"])
-    audit_event_record(
-        actor=actor,
-        action="deployments.deployment_rolled_back",
-        target=deployment,
-        changes={
-            "status": {"from": before, "to": "rolled_back"},
-            "traffic_split": {"from": before_split, "to": endpoint.traffic_split},
-            "undeployed": deployment.deployed_model_id,
-            "restored": [d.pk for d in restored_deployments],
-        },
+        backend.undeploy(endpoint=endpoint.resource_name, deployed_model_id=deployment.deployed_model_id)
+    return {"split": {k: v for k, v in restored.items() if v}, "redeployed": redeployed}
+
+
+def _action_failed(deployment_id: int, action: str, message: str) -> Deployment:
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        if deployment.action == action:
+            deployment.action = ""
+            deployment.error = message[:4000]
+            deployment.save(update_fields=["action", "error", "updated_at"])
+            audit_event_record(
+                actor=None,
+                action="deployments.action_failed",
+                target=deployment,
+                changes={"action": action, "error": deployment.error},
+            )
+    return deployment
+
+
+def deployment_action_apply(*, deployment_id: int, backend: Any) -> Deployment | None:
+    """The worker's half of a promote or roll back: the provider calls, then the record. Safe to run again
+    (a retry, a second task): every call is idempotent (set the whole split, undeploy what may be gone
+    already, deploy what may be there already), and the record is written once, by the run that finds
+    the action still asked for. A refusal clears the action and keeps the provider's message in `error`;
+    BackendUnavailable propagates (the task retries)."""
+    deployment = (
+        Deployment.objects.select_related("endpoint__team", "action_requested_by")
+        .filter(pk=deployment_id)
+        .first()
     )
+    if deployment is None or not deployment.action:
+        return deployment
+    action, endpoint = deployment.action, deployment.endpoint
+    if endpoint.backend != backend.name:
+        return _action_failed(
+            deployment_id,
+            action,
+            f"The endpoint {endpoint.name} lives on {endpoint.backend}, but this console serves with "
+            f"{backend.name} (JOB_BACKEND).",
+        )
+    try:
+        if action == DeploymentAction.PROMOTE:
+            outcome = _promote_calls(backend, endpoint, deployment)
+        else:
+            outcome = _rollback_calls(backend, endpoint, deployment)
+    except BackendError as exc:
+        verb = "promote" if action == DeploymentAction.PROMOTE else "roll back"
+        return _action_failed(deployment_id, action, f"Could not {verb}: {exc}")
+    with transaction.atomic():
+        endpoint = Endpoint.objects.select_for_update().get(pk=endpoint.pk)
+        deployment = Deployment.objects.select_for_update().get(pk=deployment_id)
+        if deployment.action != action:
+            return deployment  # recorded by another run
+        actor = deployment.action_requested_by
+        before_split = dict(endpoint.traffic_split)
+        now = timezone.now()
+        if action == DeploymentAction.PROMOTE:
+            for other in Deployment.objects.select_for_update().filter(pk__in=outcome["replaced"]):
+                _move(other, DeploymentStatus.REPLACED)
+                other.closed_at = now
+                other.save(update_fields=["status", "closed_at", "updated_at"])
+            before = _move(deployment, DeploymentStatus.PROMOTED)
+            changes: dict[str, Any] = {"replaced": outcome["replaced"], "undeployed": outcome["undeployed"]}
+        else:
+            for old in Deployment.objects.select_for_update().filter(pk__in=outcome["redeployed"]):
+                _move(old, DeploymentStatus.PROMOTED)
+                old.deployed_model_id = outcome["redeployed"][old.pk]
+                old.closed_at = None
+                old.save(update_fields=["status", "deployed_model_id", "closed_at", "updated_at"])
+            before = _move(deployment, DeploymentStatus.ROLLED_BACK)
+            deployment.closed_at = now
+            changes = {"undeployed": deployment.deployed_model_id, "restored": sorted(outcome["redeployed"])}
+        deployment.action = ""
+        deployment.save(update_fields=["status", "action", "closed_at", "updated_at"])
+        endpoint.traffic_split = outcome["split"]
+        endpoint.save(update_fields=["traffic_split", "updated_at"])
+        audit_event_record(
+            actor=actor,
+            action="deployments.deployment_promoted"
+            if action == DeploymentAction.PROMOTE
+            else "deployments.deployment_rolled_back",
+            target=deployment,
+            changes={
+                "status": {"from": before, "to": deployment.status},
+                "traffic_split": {"from": before_split, "to": endpoint.traffic_split},
+                **changes,
+            },
+        )
     return deployment

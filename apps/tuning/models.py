@@ -126,6 +126,11 @@ class DeploymentStatus(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
+class DeploymentAction(models.TextChoices):
+    PROMOTE = "promote", _("Promoting")
+    ROLLBACK = "rollback", _("Rolling back")
+
+
 DEPLOYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     DeploymentStatus.DRAFT: frozenset({DeploymentStatus.PENDING_APPROVAL}),
     DeploymentStatus.PENDING_APPROVAL: frozenset(
@@ -193,6 +198,12 @@ class Deployment(BaseModel):
     error = models.TextField(blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # A promote or roll back asked for and not done yet: the worker calls the provider, then records it.
+    action = models.CharField(max_length=20, choices=DeploymentAction.choices, blank=True)
+    action_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    action_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -176,10 +176,14 @@ def _act(request: HttpRequest, deployment_id: int, action: str) -> HttpResponse:
             message = _("Sent for approval (request #%(id)s).") % {"id": approval.pk}
         elif action == "promote":
             deployment_promote(actor=request.user, deployment=deployment)
-            message = _("Deployment #%(id)s promoted: it takes all the traffic.") % {"id": deployment.pk}
+            message = _(
+                "Promotion of deployment #%(id)s under way: it takes all the traffic once the provider is done."
+            ) % {"id": deployment.pk}
         else:
             deployment_rollback(actor=request.user, deployment=deployment)
-            message = _("Deployment #%(id)s rolled back: the previous split is back.") % {"id": deployment.pk}
+            message = _(
+                "Rollback of deployment #%(id)s under way: the previous split is back once the provider is done."
+            ) % {"id": deployment.pk}
     except ApplicationError as exc:
         raise_for_http(exc)
         messages.error(request, exc.message)

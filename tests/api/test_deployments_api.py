@@ -21,6 +21,7 @@ from apps.cloud.jobs.local_serving import LocalServingBackend
 from apps.registry.models import AdapterVersion, Provider
 from apps.registry.services import adapter_create, adapter_version_register, base_model_register
 from apps.tuning.deployments import (
+    deployment_action_apply,
     deployment_create,
     deployment_deploy,
     deployment_promote,
@@ -31,7 +32,7 @@ from apps.tuning.models import Deployment, Endpoint
 from apps.workflows.models import ApprovalRequest
 from apps.workflows.services import approval_decision_record
 from tests.factories import make_token, make_world
-from workers.deployments import deploy
+from workers.deployments import apply_action, deploy
 
 
 def snapshot() -> dict[str, Any]:
@@ -96,7 +97,9 @@ def _side(world, team, eng, gov, backend, prefix) -> Side:
         approval_decision_record(request_id=approval.pk, reviewer=gov, decision="approve", comment="")
         return deployment_deploy(deployment_id=draft.pk, backend=backend)
 
-    promoted = deployment_promote(actor=eng, deployment=live(v1, "replace", None), backend=backend)
+    first = live(v1, "replace", None)
+    deployment_promote(actor=eng, deployment=first)
+    promoted = deployment_action_apply(deployment_id=first.pk, backend=backend)
     canary = live(v2, "canary", 10)
     draft = deployment_create(
         actor=eng, endpoint=batch, adapter_version=v1, strategy="replace", justification="scene"
@@ -239,19 +242,19 @@ OPERATIONS = [
         "deployments_promote",
         "post",
         lambda s, t: f"/api/v1/deployments/{s.sides[t].canary.pk}/promote/",
-        own=expect(200, owner=403, ann1=404),
+        own=expect(202, owner=403, ann1=404),
         other=expect(404),
         scope=Scope.MODELS_WRITE,
-        token_status=200,
+        token_status=202,
     ),
     Operation(
         "deployments_rollback",
         "post",
         lambda s, t: f"/api/v1/deployments/{s.sides[t].canary.pk}/rollback/",
-        own=expect(200, owner=403, ann1=404),
+        own=expect(202, owner=403, ann1=404),
         other=expect(404),
         scope=Scope.MODELS_WRITE,
-        token_status=200,
+        token_status=202,
     ),
 ]
 
@@ -486,9 +489,18 @@ def test_a_deployment_from_request_to_rollback_through_the_api(
         (own.draft.pk, "draft"),
     ]
 
-    rolled = gov.post(f"/api/v1/deployments/{body['id']}/rollback/")
-    assert rolled.status_code == 200, rolled.content
-    assert rolled.json()["status"] == "rolled_back"
+    with django_capture_on_commit_callbacks(execute=True):
+        rolled = gov.post(f"/api/v1/deployments/{body['id']}/rollback/")
+    assert rolled.status_code == 202, rolled.content
+    assert (rolled.json()["status"], rolled.json()["action"]) == ("live", "rollback")
+    assert rolled.json()["action_requested_by"] == "gov"
+    assert ("workers.deployments.apply_action", (body["id"],)) in enqueued
+    pending = gov.post(f"/api/v1/deployments/{body['id']}/promote/")
+    assert pending.status_code == 409 and pending.json()["error"]["code"] == "action_pending"
+
+    assert apply_action(body["id"]) == "rolled_back"  # the task, as the worker runs it
+    done = eng.get(f"/api/v1/deployments/{body['id']}/").json()
+    assert (done["status"], done["action"]) == ("rolled_back", "")
     assert eng.get(f"/api/v1/endpoints/{own.batch.pk}/").json()["traffic_split"] == {}
     again = gov.post(f"/api/v1/deployments/{body['id']}/rollback/")
     assert again.status_code == 409 and again.json()["error"]["code"] == "invalid_transition"
@@ -500,7 +512,8 @@ def test_promote_through_the_api_gives_the_canary_everything(ds, api_as):
     before = client.get(f"/api/v1/endpoints/{own.bot.pk}/").json()["traffic_split"]
     assert before == {own.promoted.deployed_model_id: 90, own.canary.deployed_model_id: 10}
     response = client.post(f"/api/v1/deployments/{own.canary.pk}/promote/")
-    assert response.status_code == 200 and response.json()["status"] == "promoted"
+    assert response.status_code == 202 and response.json()["action"] == "promote"
+    assert apply_action(own.canary.pk) == "promoted"
     endpoint = client.get(f"/api/v1/endpoints/{own.bot.pk}/").json()
     assert endpoint["traffic_split"] == {own.canary.deployed_model_id: 100}
     statuses = {d["id"]: d["status"] for d in endpoint["deployments"]}

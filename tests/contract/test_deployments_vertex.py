@@ -12,6 +12,7 @@ from apps.cloud.jobs import get_serving_backend
 from apps.registry.models import AdapterAlias, Provider
 from apps.registry.services import adapter_create, adapter_version_register, base_model_register
 from apps.tuning.deployments import (
+    deployment_action_apply,
     deployment_create,
     deployment_deploy,
     deployment_promote,
@@ -59,6 +60,16 @@ def _approved(world, endpoint, version, strategy="replace", percent=None, **hard
 
 def _deploy(deployment):
     return deployment_deploy(deployment_id=deployment.pk, backend=get_serving_backend())
+
+
+def _promote(actor, deployment):
+    deployment_promote(actor=actor, deployment=deployment)
+    return deployment_action_apply(deployment_id=deployment.pk, backend=get_serving_backend())
+
+
+def _rollback(actor, deployment):
+    deployment_rollback(actor=actor, deployment=deployment)
+    return deployment_action_apply(deployment_id=deployment.pk, backend=get_serving_backend())
 
 
 def _held(vertex_fake, endpoint):
@@ -109,7 +120,7 @@ def created_name(vertex_fake):
 def test_deploy_at_90_10_then_roll_back_undeploys_the_canary(world, scene, vertex_fake):
     endpoint = scene["endpoint"]
     first = _deploy(_approved(world, endpoint, scene["v1"]))
-    deployment_promote(actor=world.eng, deployment=first)
+    _promote(world.eng, first)
     canary = _deploy(_approved(world, endpoint, scene["v2"], "canary", 10))
     assert canary.status == DeploymentStatus.LIVE, canary.error
 
@@ -125,7 +136,7 @@ def test_deploy_at_90_10_then_roll_back_undeploys_the_canary(world, scene, verte
     assert endpoint.traffic_split == split
     assert canary.previous_traffic_split == {first.deployed_model_id: 100}
 
-    deployment_rollback(actor=world.gov, deployment=canary)
+    _rollback(world.gov, canary)
     (undeploy,) = vertex_fake.requests("UndeployModel")
     assert undeploy.deployed_model_id == canary.deployed_model_id
     split, deployed = _held(vertex_fake, endpoint)
@@ -140,10 +151,10 @@ def test_promote_undeploys_the_earlier_model_and_rolling_it_back_brings_that_one
 ):
     endpoint = scene["endpoint"]
     first = _deploy(_approved(world, endpoint, scene["v1"]))
-    deployment_promote(actor=world.eng, deployment=first)
+    _promote(world.eng, first)
     canary = _deploy(_approved(world, endpoint, scene["v2"], "canary", 10))
 
-    deployment_promote(actor=world.eng, deployment=canary)
+    _promote(world.eng, canary)
     update = vertex_fake.requests("UpdateEndpoint")[-1]
     assert dict(update.endpoint.traffic_split) == {canary.deployed_model_id: 100}
     (undeploy,) = vertex_fake.requests("UndeployModel")
@@ -153,7 +164,7 @@ def test_promote_undeploys_the_earlier_model_and_rolling_it_back_brings_that_one
     first.refresh_from_db()
     assert first.status == DeploymentStatus.REPLACED
 
-    deployment_rollback(actor=world.eng, deployment=canary)
+    _rollback(world.eng, canary)
     redeploy = vertex_fake.requests("DeployModel")[-1]
     assert redeploy.deployed_model.model == f"{first.model_resource}@1"
     first.refresh_from_db()
@@ -172,7 +183,7 @@ def test_the_deploy_task_run_twice_deploys_once_and_a_second_deployment_reuses_t
     first = _deploy(draft)
     assert _deploy(draft).deployed_model_id == first.deployed_model_id
     assert vertex_fake.count("DeployModel") == 1 and vertex_fake.count("UploadModel") == 1
-    deployment_rollback(actor=world.eng, deployment=first)
+    _rollback(world.eng, first)
     again = _deploy(_approved(world, endpoint, scene["v1"]))  # the same version, requested anew
     assert again.model_resource == first.model_resource and again.model_version_id == "1"
     assert vertex_fake.count("UploadModel") == 1 and vertex_fake.count("DeployModel") == 2

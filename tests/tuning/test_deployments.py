@@ -14,8 +14,8 @@ from apps.common.exceptions import Conflict, PermissionDenied, Unprocessable
 from apps.registry.models import AdapterAlias, Provider
 from apps.registry.services import adapter_create, adapter_version_register, base_model_register
 from apps.tuning.deployments import (
-    ProviderRefused,
     _move,
+    deployment_action_apply,
     deployment_create,
     deployment_deploy,
     deployment_promote,
@@ -175,6 +175,16 @@ def _approve(world, deployment):
 def _live(world, endpoint, version, backend, strategy="replace", percent=None):
     deployment = _approve(world, _draft(world, endpoint, version, strategy, percent))
     return deployment_deploy(deployment_id=deployment.pk, backend=backend)
+
+
+def _promote(actor, deployment, backend):
+    deployment_promote(actor=actor, deployment=deployment)
+    return deployment_action_apply(deployment_id=deployment.pk, backend=backend)
+
+
+def _rollback(actor, deployment, backend):
+    deployment_rollback(actor=actor, deployment=deployment)
+    return deployment_action_apply(deployment_id=deployment.pk, backend=backend)
 
 
 def _split(endpoint):
@@ -400,13 +410,13 @@ def test_an_endpoint_of_another_backend_fails_with_a_clear_message(world, endpoi
 
 def test_a_canary_at_10_splits_90_10_and_promote_gives_it_everything(world, endpoint, versions, backend):
     first = _live(world, endpoint, versions[0], backend)
-    deployment_promote(actor=world.eng, deployment=first)
+    _promote(world.eng, first, backend)
     canary = _live(world, endpoint, versions[1], backend, "canary", 10)
     assert _split(endpoint) == {first.deployed_model_id: 90, canary.deployed_model_id: 10}
     assert canary.previous_traffic_split == {first.deployed_model_id: 100}
     assert canary.model_resource == first.model_resource and canary.model_version_id == "2"
 
-    promoted = deployment_promote(actor=world.eng, deployment=canary)
+    promoted = _promote(world.eng, canary, backend)
     assert promoted.status == DeploymentStatus.PROMOTED
     assert _split(endpoint) == {canary.deployed_model_id: 100}
     held = backend.endpoint(endpoint.resource_name)
@@ -422,11 +432,11 @@ def test_a_canary_at_10_splits_90_10_and_promote_gives_it_everything(world, endp
 
 def test_an_ab_split_and_its_rollback_put_the_previous_split_back(world, endpoint, versions, backend):
     first = _live(world, endpoint, versions[0], backend)
-    deployment_promote(actor=world.gov, deployment=first)  # governance may promote
+    _promote(world.gov, first, backend)  # governance may promote
     ab = _live(world, endpoint, versions[1], backend, "ab", 30)
     assert _split(endpoint) == {first.deployed_model_id: 70, ab.deployed_model_id: 30}
 
-    rolled = deployment_rollback(actor=world.eng, deployment=ab)
+    rolled = _rollback(world.eng, ab, backend)
     assert rolled.status == DeploymentStatus.ROLLED_BACK and rolled.closed_at is not None
     assert _split(endpoint) == {first.deployed_model_id: 100}
     held = backend.endpoint(endpoint.resource_name)
@@ -439,11 +449,11 @@ def test_an_ab_split_and_its_rollback_put_the_previous_split_back(world, endpoin
 
 def test_a_live_replace_rolls_back_to_the_deployment_standing_by_at_0(world, endpoint, versions, backend):
     first = _live(world, endpoint, versions[0], backend)
-    deployment_promote(actor=world.eng, deployment=first)
+    _promote(world.eng, first, backend)
     second = _live(world, endpoint, versions[1], backend)
     assert _split(endpoint) == {second.deployed_model_id: 100}
     assert len(backend.endpoint(endpoint.resource_name)["deployed_models"]) == 2  # the first at 0 %
-    deployment_rollback(actor=world.gov, deployment=second)
+    _rollback(world.gov, second, backend)
     assert _split(endpoint) == {first.deployed_model_id: 100}
 
 
@@ -451,11 +461,11 @@ def test_rolling_back_a_promoted_deployment_brings_back_the_one_it_replaced(
     world, endpoint, versions, backend
 ):
     first = _live(world, endpoint, versions[0], backend)
-    deployment_promote(actor=world.eng, deployment=first)
+    _promote(world.eng, first, backend)
     canary = _live(world, endpoint, versions[1], backend, "canary", 10)
-    deployment_promote(actor=world.eng, deployment=canary)
+    _promote(world.eng, canary, backend)
 
-    rolled = deployment_rollback(actor=world.eng, deployment=canary)
+    rolled = _rollback(world.eng, canary, backend)
     assert rolled.status == DeploymentStatus.ROLLED_BACK
     first.refresh_from_db()
     assert first.status == DeploymentStatus.PROMOTED and first.closed_at is None
@@ -467,7 +477,7 @@ def test_rolling_back_a_promoted_deployment_brings_back_the_one_it_replaced(
 
 def test_rolling_back_the_only_deployment_empties_the_endpoint(world, endpoint, versions, backend):
     only = _live(world, endpoint, versions[0], backend)
-    deployment_rollback(actor=world.admin, deployment=only)
+    _rollback(world.admin, only, backend)
     assert _split(endpoint) == {}
     assert backend.endpoint(endpoint.resource_name)["deployed_models"] == []
 
@@ -481,6 +491,7 @@ def test_only_engineers_admins_and_governance_of_the_team_promote_or_roll_back(
     for action in (deployment_promote, deployment_rollback):
         with pytest.raises(PermissionDenied):
             action(actor=getattr(world, user), deployment=live)
+    assert not Deployment.objects.get(pk=live.pk).action
     live.refresh_from_db()
     assert live.status == DeploymentStatus.LIVE and AuditEvent.objects.count() == before
     assert _split(endpoint) == {live.deployed_model_id: 100}
@@ -489,41 +500,90 @@ def test_only_engineers_admins_and_governance_of_the_team_promote_or_roll_back(
 def test_illegal_clicks_are_refused_and_change_nothing(world, endpoint, versions, backend):
     draft = _draft(world, endpoint, versions[0])
     with pytest.raises(Conflict, match="A deployment that is draft cannot become promoted"):
-        deployment_promote(actor=world.eng, deployment=draft)
+        _promote(world.eng, draft, backend)
     with pytest.raises(Conflict, match="cannot become rolled back"):
-        deployment_rollback(actor=world.eng, deployment=draft)
+        _rollback(world.eng, draft, backend)
     first = _live(world, endpoint, versions[0], backend)
-    deployment_rollback(actor=world.eng, deployment=first)
+    _rollback(world.eng, first, backend)
     with pytest.raises(Conflict, match="rolled back cannot become rolled back"):
-        deployment_rollback(actor=world.eng, deployment=first)
+        _rollback(world.eng, first, backend)
     with pytest.raises(Conflict, match="rolled back cannot become promoted"):
-        deployment_promote(actor=world.eng, deployment=first)
+        _promote(world.eng, first, backend)
 
 
 def test_a_promoted_deployment_is_not_rolled_back_under_a_live_canary(world, endpoint, versions, backend):
     first = _live(world, endpoint, versions[0], backend)
-    deployment_promote(actor=world.eng, deployment=first)
+    _promote(world.eng, first, backend)
     canary = _live(world, endpoint, versions[1], backend, "canary", 10)
     with pytest.raises(Conflict, match=f"already has deployment #{canary.pk} live"):
-        deployment_rollback(actor=world.eng, deployment=first)
+        _rollback(world.eng, first, backend)
     assert _split(endpoint) == {first.deployed_model_id: 90, canary.deployed_model_id: 10}
 
 
-def test_a_provider_refusal_on_promote_is_a_502_and_records_nothing(world, endpoint, versions, backend):
+def test_a_click_is_recorded_audited_and_applied_once_by_the_worker(
+    world, endpoint, versions, backend, enqueued, django_capture_on_commit_callbacks
+):
     live = _live(world, endpoint, versions[0], backend)
+    with django_capture_on_commit_callbacks(execute=True):
+        asked = deployment_promote(actor=world.gov, deployment=live)
+    assert asked.status == DeploymentStatus.LIVE and asked.action == "promote"
+    assert asked.action_requested_by == world.gov
+    assert ("workers.deployments.apply_action", (live.pk,)) in enqueued
+    assert AuditEvent.objects.filter(action="deployments.promote_requested").count() == 1
+    with pytest.raises(Conflict, match=f"#{live.pk} is already promoting") as pending:
+        deployment_rollback(actor=world.eng, deployment=live)
+    assert pending.value.code == "action_pending"
+
+    done = deployment_action_apply(deployment_id=live.pk, backend=backend)
+    assert done.status == DeploymentStatus.PROMOTED and done.action == ""
+    again = deployment_action_apply(deployment_id=live.pk, backend=backend)  # a second run: nothing
+    assert again.status == DeploymentStatus.PROMOTED
+    event = AuditEvent.objects.get(action="deployments.deployment_promoted")
+    assert event.actor_id == world.gov.pk
+
+
+def test_a_provider_refusal_keeps_its_message_and_the_click_can_be_repeated(
+    world, endpoint, versions, backend
+):
+    live = _live(world, endpoint, versions[0], backend)
+    real = backend.set_traffic
 
     def refuse(**kwargs):
         raise BackendError("Endpoint is being updated.")
 
     backend.set_traffic = refuse
-    with pytest.raises(
-        ProviderRefused, match=r"The serving provider refused: Endpoint is being updated\."
-    ) as err:
-        deployment_promote(actor=world.eng, deployment=live)
-    assert err.value.status_code == 502
-    live.refresh_from_db()
-    assert live.status == DeploymentStatus.LIVE
+    failed = _promote(world.eng, live, backend)
+    assert failed.status == DeploymentStatus.LIVE and failed.action == ""
+    assert failed.error == "Could not promote: Endpoint is being updated."
+    assert AuditEvent.objects.filter(action="deployments.action_failed").count() == 1
     assert not AuditEvent.objects.filter(action="deployments.deployment_promoted").exists()
+
+    backend.set_traffic = real
+    assert _promote(world.eng, failed, backend).status == DeploymentStatus.PROMOTED
+
+
+def test_a_worker_killed_half_way_through_a_rollback_finishes_it_on_retry(world, endpoint, versions, backend):
+    first = _live(world, endpoint, versions[0], backend)
+    _promote(world.eng, first, backend)
+    canary = _live(world, endpoint, versions[1], backend, "canary", 10)
+    deployment_rollback(actor=world.eng, deployment=canary)
+    real = backend.undeploy
+
+    class Crash(Exception):
+        pass
+
+    def undeploy_then_die(**kwargs):
+        real(**kwargs)
+        raise Crash
+
+    backend.undeploy = undeploy_then_die
+    with pytest.raises(Crash):
+        deployment_action_apply(deployment_id=canary.pk, backend=backend)
+    assert Deployment.objects.get(pk=canary.pk).status == DeploymentStatus.LIVE  # nothing recorded yet
+    backend.undeploy = real
+    done = deployment_action_apply(deployment_id=canary.pk, backend=backend)
+    assert done.status == DeploymentStatus.ROLLED_BACK
+    assert _split(endpoint) == {first.deployed_model_id: 100}
 
 
 def test_approval_requests_for_deployments_are_listed_with_their_kind(world, endpoint, versions):

@@ -9,9 +9,11 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.cloud.jobs import get_serving_backend
+from apps.cloud.jobs.base import BackendError
 from apps.registry.models import AdapterAlias, Provider
 from apps.registry.services import adapter_create, adapter_version_register, base_model_register
 from apps.tuning.deployments import (
+    deployment_action_apply,
     deployment_create,
     deployment_deploy,
     deployment_promote,
@@ -21,6 +23,7 @@ from apps.tuning.deployments import (
 from apps.tuning.models import Deployment, DeploymentStatus
 from apps.workflows.models import ApprovalRequest
 from apps.workflows.services import approval_decision_record
+from workers.deployments import apply_action
 
 USERS = ["anon", "admin", "gov", "eng", "owner", "ann1", "fin_eng"]
 
@@ -78,7 +81,9 @@ def scene(world, backend):
 
     s = Scene()
     s.v1, s.v2, s.endpoint = v1, v2, endpoint
-    s.first = deployment_promote(actor=world.eng, deployment=live(v1, "replace", None))
+    first = live(v1, "replace", None)
+    deployment_promote(actor=world.eng, deployment=first)
+    s.first = deployment_action_apply(deployment_id=first.pk, backend=backend)
     s.canary = live(v2, "canary", 10)
     s.first.refresh_from_db()
     s.canary.refresh_from_db()
@@ -147,11 +152,20 @@ def test_engineers_administrators_and_governance_are_offered_the_buttons(world, 
     assert reverse("deployments:promote", args=[scene.canary.pk]) in html
 
 
-def test_promote_is_one_click_and_audited(world, scene, backend):
+def test_promote_is_one_click_and_audited(
+    world, scene, backend, enqueued, django_capture_on_commit_callbacks
+):
     url = reverse("deployments:endpoint", args=[scene.endpoint.pk])
     gov = client_for(world, "gov")
-    response = gov.post(reverse("deployments:promote", args=[scene.canary.pk]), {"next": url})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = gov.post(reverse("deployments:promote", args=[scene.canary.pk]), {"next": url})
     assert response.status_code == 302 and response["Location"] == url
+    page = gov.get(url).content.decode()
+    assert f"Promotion of deployment #{scene.canary.pk} under way" in page
+    assert 'data-action-pending="promote"' in page and 'data-action="rollback"' in page  # the other row
+    assert ("workers.deployments.apply_action", (scene.canary.pk,)) in enqueued
+
+    assert apply_action(scene.canary.pk) == "promoted"  # the worker
     scene.canary.refresh_from_db()
     scene.first.refresh_from_db()
     assert (scene.canary.status, scene.first.status) == (DeploymentStatus.PROMOTED, DeploymentStatus.REPLACED)
@@ -159,19 +173,33 @@ def test_promote_is_one_click_and_audited(world, scene, backend):
     assert event.actor_id == world.gov.pk and event.changes["replaced"] == [scene.first.pk]
     page = gov.get(url).content.decode()
     assert f'data-deployed-model="{scene.canary.deployed_model_id}" data-percent="100"' in page
-    assert "promoted: it takes all the traffic" in page
 
 
 def test_roll_back_is_one_click_and_puts_the_previous_split_back(world, scene, backend):
     response = client_for(world, "eng").post(reverse("deployments:rollback", args=[scene.canary.pk]))
     assert response.status_code == 302
     assert response["Location"] == reverse("deployments:detail", args=[scene.canary.pk])
+    assert AuditEvent.objects.filter(action="deployments.rollback_requested").count() == 1
+    apply_action(scene.canary.pk)
     scene.canary.refresh_from_db()
     scene.endpoint.refresh_from_db()
     assert scene.canary.status == DeploymentStatus.ROLLED_BACK
     assert scene.endpoint.traffic_split == {scene.first.deployed_model_id: 100}
     held = backend.endpoint(scene.endpoint.resource_name)
     assert [d["id"] for d in held["deployed_models"]] == [scene.first.deployed_model_id]
+
+
+def test_a_failed_click_shows_the_provider_s_message(world, scene, backend, monkeypatch):
+    def refuse(self, **kwargs):
+        raise BackendError("Endpoint is being updated.")
+
+    monkeypatch.setattr(type(backend), "set_traffic", refuse)
+    client_for(world, "eng").post(reverse("deployments:promote", args=[scene.canary.pk]))
+    apply_action(scene.canary.pk)
+    page = (
+        client_for(world, "eng").get(reverse("deployments:detail", args=[scene.canary.pk])).content.decode()
+    )
+    assert "Could not promote: Endpoint is being updated." in page and 'data-action="promote"' in page
 
 
 @pytest.mark.parametrize(("username", "status"), [("owner", 403), ("ann1", 404), ("fin_eng", 404)])
