@@ -2,7 +2,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from apps.cloud.jobs import BackendUnavailable, get_serving_backend
-from apps.tuning.deployments import deployment_action_apply, deployment_deploy
+from apps.tuning.deployments import deployment_action_apply, deployment_deploy, deployments_stalled
 
 
 @shared_task(
@@ -35,3 +35,14 @@ def apply_action(deployment_id: int) -> str:
     idempotent and the new state is recorded once."""
     deployment = deployment_action_apply(deployment_id=deployment_id, backend=get_serving_backend())
     return deployment.status if deployment is not None else "gone"
+
+
+@shared_task(name="workers.deployments.catch_up")
+def catch_up() -> dict[str, int]:
+    """Beat: queue again the deploys and the promotes or roll backs whose task was lost."""
+    stalled = deployments_stalled()
+    for pk in stalled["deploy"]:
+        deploy.delay(pk)
+    for pk in stalled["apply_action"]:
+        apply_action.delay(pk)
+    return {kind: len(pks) for kind, pks in stalled.items()}

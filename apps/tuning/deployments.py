@@ -34,6 +34,7 @@ the Vertex role): they run in tasks, outside any transaction, with the state rec
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -759,3 +760,24 @@ def deployment_action_apply(*, deployment_id: int, backend: Any) -> Deployment |
             },
         )
     return deployment
+
+
+# Catch-up (beat)
+
+# Longer than a task may run (workers.deployments: time_limit), so that a task still running is never
+# doubled: only work whose task was lost (a broker restart) or killed is queued again.
+STALLED_AFTER = timedelta(minutes=45)
+
+
+def deployments_stalled(*, now: datetime | None = None) -> dict[str, list[int]]:
+    """Deployments whose deploy, or whose asked-for promote or roll back, has made no progress for longer
+    than a task may run: their task was lost. Both tasks are safe to run again."""
+    before = (now or timezone.now()) - STALLED_AFTER
+    deploy = Deployment.objects.filter(
+        status__in=(DeploymentStatus.APPROVED, DeploymentStatus.DEPLOYING), updated_at__lt=before
+    )
+    action = Deployment.objects.exclude(action="").filter(action_requested_at__lt=before)
+    return {
+        "deploy": list(deploy.values_list("pk", flat=True)),
+        "apply_action": list(action.values_list("pk", flat=True)),
+    }

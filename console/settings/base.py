@@ -220,6 +220,7 @@ CELERY_BEAT_SCHEDULE = {
     "costs-rollup": {"task": "workers.costs.rollup", "schedule": timedelta(minutes=1)},
     "logs-retention": {"task": "workers.logs.apply_retention", "schedule": timedelta(hours=6)},
     "tuning-poll": {"task": "workers.tuning.poll_jobs", "schedule": timedelta(seconds=TUNING_POLL_SECONDS)},
+    "deployments-catch-up": {"task": "workers.deployments.catch_up", "schedule": timedelta(minutes=5)},
     "registry-mlflow-catch-up": {
         "task": "workers.registry.mlflow_catch_up",
         "schedule": timedelta(minutes=5),

@@ -604,3 +604,23 @@ def test_every_move_the_lifecycle_does_not_list_is_refused(source, target):
         with pytest.raises(Conflict) as refused:
             _move(deployment, target)
         assert refused.value.code == "invalid_transition" and deployment.status == source
+
+
+def test_beat_queues_again_only_the_work_whose_task_was_lost(world, endpoint, versions, backend, enqueued):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workers.deployments import catch_up
+
+    stuck = _approve(world, _draft(world, endpoint, versions[0]))  # approved, its deploy task lost
+    assert catch_up() == {"deploy": 0, "apply_action": 0}  # not stalled yet: a task may still run
+    Deployment.objects.filter(pk=stuck.pk).update(updated_at=timezone.now() - timedelta(minutes=46))
+    assert catch_up() == {"deploy": 1, "apply_action": 0}
+    assert ("workers.deployments.deploy", (stuck.pk,)) in enqueued
+
+    live = deployment_deploy(deployment_id=stuck.pk, backend=backend)
+    deployment_promote(actor=world.eng, deployment=live)
+    Deployment.objects.filter(pk=live.pk).update(action_requested_at=timezone.now() - timedelta(minutes=46))
+    assert catch_up() == {"deploy": 0, "apply_action": 1}
+    assert ("workers.deployments.apply_action", (live.pk,)) in enqueued
