@@ -11,9 +11,18 @@ def nav_keys(client):
 
 
 def test_navigation_by_role(world, catalog, client_as):
-    assert nav_keys(client_as(world.gov)) == ["catalog", "workflows", "logs", "costs", "audit", "accounts"]
-    assert nav_keys(client_as(world.admin)) == ["catalog", "logs", "costs", "audit", "accounts"]
-    assert nav_keys(client_as(world.eng)) == ["catalog", "logs", "costs", "accounts"]
+    registry = ["registry", "deployments"]
+    assert nav_keys(client_as(world.gov)) == [
+        "catalog",
+        "workflows",
+        "logs",
+        "costs",
+        *registry,
+        "audit",
+        "accounts",
+    ]
+    assert nav_keys(client_as(world.admin)) == ["catalog", "logs", "costs", *registry, "audit", "accounts"]
+    assert nav_keys(client_as(world.eng)) == ["catalog", "logs", "costs", *registry, "accounts"]
     assert nav_keys(client_as(world.ann1)) == ["accounts"]
     world.admin.is_staff = True
     world.admin.save()
