@@ -13,4 +13,5 @@ urlpatterns = [
     path("", include("apps.costs.api_urls")),
     path("", include("apps.registry.api_urls")),
     path("", include("apps.tuning.api_urls")),
+    path("", include("apps.tuning.api_urls_deployments")),
 ]

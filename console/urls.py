@@ -20,6 +20,7 @@ urlpatterns = [
     path("costs/", include("apps.costs.urls")),
     path("registry/", include("apps.registry.urls")),
     path("tuning/", include("apps.tuning.urls")),
+    path("deployments/", include("apps.tuning.urls_deployments")),
     path("api/v1/", include("console.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(

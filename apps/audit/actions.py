@@ -58,6 +58,18 @@ ACTIONS = {
     "tuning.job_submitted": _("Tuning job submitted"),
     "tuning.job_state_changed": _("Tuning job changed state"),
     "tuning.job_failed": _("Tuning job could not be submitted"),
+    "deployments.endpoint_created": _("Endpoint created"),
+    "deployments.deployment_created": _("Deployment request drafted"),
+    "deployments.deployment_submitted": _("Deployment request submitted"),
+    "deployments.deployment_decided": _("Deployment request decided"),
+    "deployments.deployment_started": _("Deployment started"),
+    "deployments.deployment_live": _("Deployment live"),
+    "deployments.deployment_failed": _("Deployment failed"),
+    "deployments.promote_requested": _("Deployment promotion requested"),
+    "deployments.rollback_requested": _("Deployment rollback requested"),
+    "deployments.action_failed": _("Deployment promotion or rollback failed"),
+    "deployments.deployment_promoted": _("Deployment promoted"),
+    "deployments.deployment_rolled_back": _("Deployment rolled back"),
 }
 
 

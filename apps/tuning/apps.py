@@ -6,6 +6,7 @@ class TuningConfig(AppConfig):
     label = "tuning"
 
     def ready(self) -> None:
-        from apps.tuning import services
+        from apps.tuning import deployments, services
 
         services.register_subjects()
+        deployments.register_subjects()

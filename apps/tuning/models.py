@@ -2,7 +2,9 @@
 
 Tuning request: draft → pending_approval → approved → queued → running → succeeded | failed | cancelled,
 or rejected (changes requested sends it back to draft). Deployment request: draft → pending_approval →
-approved → deploying → live (n % of the traffic) → promoted | rolled_back | failed, or rejected.
+approved → deploying → live (n % of the traffic) → promoted | rolled_back | failed, or rejected; a
+promoted deployment is replaced by the next one promoted on its endpoint (and promoted again if that
+one is rolled back).
 The legal moves are the TRANSITIONS tables below; services refuse anything else with a 409.
 """
 
@@ -119,8 +121,14 @@ class DeploymentStatus(models.TextChoices):
     LIVE = "live", _("Live")
     PROMOTED = "promoted", _("Promoted")
     ROLLED_BACK = "rolled_back", _("Rolled back")
+    REPLACED = "replaced", _("Replaced")
     FAILED = "failed", _("Failed")
     REJECTED = "rejected", _("Rejected")
+
+
+class DeploymentAction(models.TextChoices):
+    PROMOTE = "promote", _("Promoting")
+    ROLLBACK = "rollback", _("Rolling back")
 
 
 DEPLOYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -131,7 +139,10 @@ DEPLOYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
     DeploymentStatus.APPROVED: frozenset({DeploymentStatus.DEPLOYING, DeploymentStatus.FAILED}),
     DeploymentStatus.DEPLOYING: frozenset({DeploymentStatus.LIVE, DeploymentStatus.FAILED}),
     DeploymentStatus.LIVE: frozenset({DeploymentStatus.PROMOTED, DeploymentStatus.ROLLED_BACK}),
-    DeploymentStatus.PROMOTED: frozenset({DeploymentStatus.ROLLED_BACK}),
+    DeploymentStatus.PROMOTED: frozenset({DeploymentStatus.ROLLED_BACK, DeploymentStatus.REPLACED}),
+    # A promoted deployment is replaced when a later one is promoted (its model leaves the endpoint),
+    # and comes back (redeployed at 100 %) when that later one is rolled back.
+    DeploymentStatus.REPLACED: frozenset({DeploymentStatus.PROMOTED}),
     DeploymentStatus.ROLLED_BACK: frozenset(),
     DeploymentStatus.FAILED: frozenset(),
     DeploymentStatus.REJECTED: frozenset(),
@@ -187,6 +198,12 @@ class Deployment(BaseModel):
     error = models.TextField(blank=True)
     deployed_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # A promote or roll back asked for and not done yet: the worker calls the provider, then records it.
+    action = models.CharField(max_length=20, choices=DeploymentAction.choices, blank=True)
+    action_requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    action_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -293,6 +293,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.workflows.notify_pending",
         "schedule": timedelta(minutes=1),
     },
+    "deployments-catch-up": {"task": "workers.deployments.catch_up", "schedule": timedelta(minutes=5)},
     "registry-mlflow-catch-up": {
         "task": "workers.registry.mlflow_catch_up",
         "schedule": timedelta(minutes=5),
@@ -348,6 +349,8 @@ MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="atalaya-registry")
 TUNING_ARTIFACTS_URI = env.str("ATALAYA_TUNING_ARTIFACTS_URI", default="")
 # The local runner (JOB_BACKEND=local): job folders, and the trainer's command line (deploy/trainer/).
 LOCAL_JOBS_DIR = env.str("ATALAYA_LOCAL_JOBS_DIR", default=str(VAR_DIR / "jobs"))
+# Its endpoints and traffic splits (the local serving backend keeps them in JSON files there).
+LOCAL_ENDPOINTS_DIR = env.str("ATALAYA_LOCAL_ENDPOINTS_DIR", default=str(VAR_DIR / "endpoints"))
 TRAINER_COMMAND = shlex.split(
     env.str("ATALAYA_TRAINER_COMMAND", default=f"{shlex.quote(sys.executable)} deploy/trainer/train.py")
 )

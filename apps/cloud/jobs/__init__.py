@@ -1,12 +1,13 @@
 """GPU jobs and model serving: `get_job_backend()` and `get_serving_backend()` return the configured ones.
 
 JOB_BACKEND=local   (default) apps.cloud.jobs.local: the trainer in deploy/trainer/ as a subprocess;
-                    endpoints and traffic splits kept in the console
+                    apps.cloud.jobs.local_serving: endpoints and traffic splits kept in the console
 JOB_BACKEND=vertex  apps.cloud.jobs.vertex: Vertex AI CustomJob (LoRA) or managed supervised tuning
                     (Gemini); Model Registry versions and aliases; Endpoint deployments and traffic splits
 """
 
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -30,12 +31,12 @@ JOB_BACKENDS = {
     "vertex": "apps.cloud.jobs.vertex.VertexJobBackend",
 }
 SERVING_BACKENDS = {
-    "local": "apps.cloud.jobs.local.LocalServingBackend",
+    "local": "apps.cloud.jobs.local_serving.LocalServingBackend",
     "vertex": "apps.cloud.jobs.vertex.VertexServingBackend",
 }
 
 
-def _backend_class(table: dict[str, str]) -> type:
+def _backend_class(table: dict[str, str]) -> Any:
     name = settings.JOB_BACKEND
     if name not in table:
         raise ImproperlyConfigured(f"JOB_BACKEND={name!r}: use one of {', '.join(table)}")

@@ -63,6 +63,8 @@ from apps.cloud.jobs.base import (
     JobStatus,
     RegisteredModel,
     TrainingSpec,
+    scale,
+    split_with,
 )
 
 log = logging.getLogger(__name__)
@@ -493,32 +495,6 @@ class VertexJobBackend:
             aiplatform_v1.CancelCustomJobRequest(name=name),
             "cancel the job",
         )
-
-
-def scale(shares: Mapping[str, int], total: int) -> dict[str, int]:
-    """These shares scaled to sum to `total` in their proportions (largest remainders); all to the
-    first when none has any."""
-    if not shares:
-        return {}
-    whole = sum(shares.values())
-    if whole == 0:
-        return {k: (total if i == 0 else 0) for i, k in enumerate(shares)}
-    exact = {k: v * total / whole for k, v in shares.items()}
-    out = {k: int(x) for k, x in exact.items()}
-    for k in sorted(exact, key=lambda k: exact[k] - out[k], reverse=True)[: total - sum(out.values())]:
-        out[k] += 1
-    return out
-
-
-def split_with(current: Mapping[str, int], new_id: str, percent: int) -> dict[str, int]:
-    """The endpoint's split with `new_id` at `percent` and the deployments that now take traffic
-    sharing the rest in their current proportions."""
-    if not 0 <= percent <= 100:
-        raise BackendError(f"a traffic share is 0..100 %, not {percent}")
-    others = {k: v for k, v in current.items() if k != new_id and v > 0}
-    if percent < 100 and not others:
-        raise BackendError(f"nothing else on the endpoint takes traffic: it cannot go to {percent} %")
-    return {new_id: percent} | scale(others, 100 - percent)
 
 
 class VertexServingBackend:
