@@ -114,13 +114,17 @@ def test_page_matrix(page, world, scene):
         assert response.status_code == PAGES[page][username], (page, username, response.status_code)
 
 
-def test_deployments_are_in_the_navigation_of_registry_readers_only(world):
-    def keys(username):
-        response = client_for(world, username).get(reverse("accounts:tokens"))
-        return [item["key"] for item in response.context["nav_items"]]
+def test_deployments_are_a_tab_of_the_models_section_for_registry_readers_only(world):
+    def models_item(username, url):
+        response = client_for(world, username).get(url)
+        return next((item for item in response.context["nav_items"] if item["key"] == "registry"), None)
 
-    assert all("deployments" in keys(u) for u in ("admin", "gov", "eng", "owner"))
-    assert "deployments" not in keys("ann1")
+    for username in ("admin", "gov", "eng", "owner"):
+        item = models_item(username, reverse("deployments:index"))
+        assert item is not None and item["active"]  # the Models section is the current one
+    assert models_item("ann1", reverse("accounts:tokens")) is None
+    html = client_for(world, "eng").get(reverse("deployments:index")).content.decode()
+    assert f'href="{reverse("deployments:index")}" aria-current="page"' in html  # its tab
 
 
 def test_the_endpoint_page_shows_the_split_and_the_history_with_who_requested_and_approved(world, scene):
