@@ -2,7 +2,12 @@ from celery import shared_task
 from django.db import OperationalError
 
 from apps.cloud.jobs import BackendUnavailable, get_serving_backend
-from apps.tuning.deployments import deployment_action_apply, deployment_deploy, deployments_stalled
+from apps.tuning.deployments import (
+    deployment_action_apply,
+    deployment_deploy,
+    deployments_stalled,
+    provider_aliases_sync,
+)
 
 
 @shared_task(
@@ -46,3 +51,15 @@ def catch_up() -> dict[str, int]:
     for pk in stalled["apply_action"]:
         apply_action.delay(pk)
     return {kind: len(pks) for kind, pks in stalled.items()}
+
+
+@shared_task(
+    name="workers.deployments.sync_provider_aliases",
+    autoretry_for=(BackendUnavailable, OperationalError, ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=20,
+)
+def sync_provider_aliases(adapter_id: int) -> int:
+    """An alias of the adapter moved: the versions uploaded to the provider follow. Idempotent."""
+    return provider_aliases_sync(adapter_id=adapter_id, backend=get_serving_backend())

@@ -2,6 +2,7 @@
 transaction, and asks for the MLflow mirror to catch up once the transaction has committed."""
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,10 @@ from apps.workflows.registry import SubjectHandler, subject_kind_register
 from apps.workflows.services import approval_request_open
 
 ARTIFACT_SCHEMES = ("gs://", "s3://", "file://", "hf://", "https://", "/")
+# Called with an adapter's id, inside the transaction, when one of its aliases moved: the tuning app
+# registers the synchronisation of the aliases of the versions it uploaded to a provider (Vertex AI's
+# Model Registry), so that the registry does not depend on the tuning app.
+ALIAS_MOVED_HOOKS: list[Callable[[int], None]] = []
 DATASET_SCHEMES = (*ARTIFACT_SCHEMES, "bq://")
 MAX_METRICS = 50
 MAX_JSON_CHARS = 20_000
@@ -341,6 +346,8 @@ def _alias_apply(*, move: AliasMove, actor: User, request: ApprovalRequest) -> N
     )
     Adapter.objects.filter(pk=move.adapter_id).update(mlflow_synced_at=None)
     _mirror("adapter", move.adapter_id)
+    for hook in ALIAS_MOVED_HOOKS:
+        hook(move.adapter_id)
 
 
 def _alias_move_close(*, subject: AliasMove, request: ApprovalRequest, actor: User, comment: str) -> None:

@@ -48,6 +48,7 @@ from apps.accounts.selectors import user_has_role
 from apps.audit.services import audit_event_record
 from apps.cloud.jobs.base import BackendError, RegisteredModel, scale
 from apps.common.exceptions import Conflict, PermissionDenied, Unprocessable
+from apps.common.tasks import enqueue_on_commit
 from apps.registry.models import AdapterVersion, FoundationModel, Provider, name_validator
 from apps.tuning.models import (
     DEPLOYMENT_TRANSITIONS,
@@ -338,7 +339,7 @@ def deployment_submit(*, actor: User, deployment: Deployment) -> ApprovalRequest
     )
     from workers.workflows import notify_reviewers
 
-    transaction.on_commit(lambda: notify_reviewers.delay(approval.pk))
+    enqueue_on_commit(notify_reviewers, approval.pk)
     return approval
 
 
@@ -372,10 +373,14 @@ def _request_close(*, subject: Deployment, request: ApprovalRequest, actor: User
     if deployment.status == DeploymentStatus.APPROVED:
         from workers.deployments import deploy
 
-        transaction.on_commit(lambda: deploy.delay(deployment.pk))
+        enqueue_on_commit(deploy, deployment.pk)
 
 
 def register_subjects() -> None:
+    from apps.registry.services import ALIAS_MOVED_HOOKS
+
+    if _alias_moved not in ALIAS_MOVED_HOOKS:
+        ALIAS_MOVED_HOOKS.append(_alias_moved)
     subject_kind_register(
         SubjectKind.DEPLOYMENT,
         SubjectHandler(
@@ -594,7 +599,7 @@ def _request_action(actor: User, deployment: Deployment, action: str, to: str, w
     )
     from workers.deployments import apply_action
 
-    transaction.on_commit(lambda: apply_action.delay(deployment.pk))
+    enqueue_on_commit(apply_action, deployment.pk)
     return deployment
 
 
@@ -781,3 +786,45 @@ def deployments_stalled(*, now: datetime | None = None) -> dict[str, list[int]]:
         "deploy": list(deploy.values_list("pk", flat=True)),
         "apply_action": list(action.values_list("pk", flat=True)),
     }
+
+
+# Aliases at the provider: a version uploaded to Vertex AI's Model Registry carries the adapter version's
+# aliases (champion, challenger…) as version aliases; when an alias moves in the console (through its
+# approval), the uploaded versions follow.
+
+
+def provider_aliases_sync(*, adapter_id: int, backend: Any) -> int:
+    """Make the version aliases of every version of this adapter uploaded through `backend` what the
+    console holds. Idempotent; returns how many uploaded versions were set."""
+    from apps.registry.models import AdapterAlias, AliasMove
+
+    uploaded = (
+        Deployment.objects.filter(endpoint__backend=backend.name, adapter_version__adapter_id=adapter_id)
+        .exclude(model_resource="")
+        .values_list("adapter_version_id", "model_resource", "model_version_id")
+        .distinct()
+    )
+    holding: dict[int, set[str]] = {}
+    for version_id, name in AdapterAlias.objects.filter(adapter_id=adapter_id).values_list(
+        "version_id", "name"
+    ):
+        holding.setdefault(version_id, set()).add(name)
+    known = set(AliasMove.objects.filter(adapter_id=adapter_id).values_list("alias", flat=True)) | {
+        name for names in holding.values() for name in names
+    }
+    done = set()
+    for version_id, model, provider_version in uploaded:
+        if (model, provider_version) in done:
+            continue
+        done.add((model, provider_version))
+        wanted = holding.get(version_id, set())
+        backend.set_aliases(
+            model=model, version_id=provider_version, add=sorted(wanted), remove=sorted(known - wanted)
+        )
+    return len(done)
+
+
+def _alias_moved(adapter_id: int) -> None:
+    from workers.deployments import sync_provider_aliases
+
+    enqueue_on_commit(sync_provider_aliases, adapter_id)

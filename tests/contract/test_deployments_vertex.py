@@ -196,3 +196,38 @@ def test_vertex_s_refusal_fails_the_deployment_with_its_message(world, scene, ve
     assert failed.status == DeploymentStatus.FAILED
     assert "VERTEX_SERVING_IMAGE is not set" in failed.error
     assert vertex_fake.count("DeployModel") == 0
+
+
+def test_moving_an_alias_moves_it_on_the_uploaded_versions(
+    world, scene, vertex_fake, django_capture_on_commit_callbacks, enqueued
+):
+    """champion moves from v1 to v2 through its approval: the Model Registry versions follow (Vertex's
+    MergeVersionAliases), and an alias taken off is removed there too."""
+    from apps.registry.services import alias_move_request
+    from apps.tuning.deployments import provider_aliases_sync
+
+    endpoint = scene["endpoint"]
+    first = _deploy(_approved(world, endpoint, scene["v1"]))
+    _promote(world.eng, first)
+    _deploy(_approved(world, endpoint, scene["v2"], "canary", 10))
+
+    move = alias_move_request(
+        actor=world.eng, adapter=scene["v1"].adapter, alias="champion", version_number=2
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        approval_decision_record(
+            request_id=move.request.pk, reviewer=world.gov, decision="approve", comment=""
+        )
+    assert ("workers.deployments.sync_provider_aliases", (scene["v1"].adapter_id,)) in enqueued
+    assert provider_aliases_sync(adapter_id=scene["v1"].adapter_id, backend=get_serving_backend()) == 2
+    versions = {v.version_id: set(v.version_aliases) for v in vertex_fake.models[first.model_resource]}
+    assert versions == {"1": {"default"}, "2": {"challenger", "champion"}}
+
+    # challenger taken off (moved to no version): gone from the Model Registry as well.
+    off = alias_move_request(
+        actor=world.eng, adapter=scene["v1"].adapter, alias="challenger", version_number=None
+    )
+    approval_decision_record(request_id=off.request.pk, reviewer=world.gov, decision="approve", comment="")
+    provider_aliases_sync(adapter_id=scene["v1"].adapter_id, backend=get_serving_backend())
+    versions = {v.version_id: set(v.version_aliases) for v in vertex_fake.models[first.model_resource]}
+    assert versions == {"1": {"default"}, "2": {"champion"}}
