@@ -78,3 +78,18 @@ def api_as():
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _local_backend_folders(settings, tmp_path):
+    """The local job runner and serving backend keep their state in folders: one pair per test, so that
+    no test sees another's jobs or endpoints. The configured backends are built again for each test."""
+    from apps.cloud.jobs import get_job_backend, get_serving_backend
+
+    settings.LOCAL_JOBS_DIR = str(tmp_path / "local-jobs")
+    settings.LOCAL_ENDPOINTS_DIR = str(tmp_path / "local-endpoints")
+    get_job_backend.cache_clear()
+    get_serving_backend.cache_clear()
+    yield
+    get_job_backend.cache_clear()
+    get_serving_backend.cache_clear()

@@ -4,7 +4,8 @@ from apps.accounts.models import ApiToken, Membership, User
 from apps.audit.services import audit_chain_verify
 from apps.catalog.models import PromptLabel, VersionStatus
 from apps.logs.models import EventState, LogEvent
-from apps.registry.models import AdapterAlias
+from apps.registry.models import Adapter, AdapterAlias
+from apps.tuning.models import Deployment
 from apps.workflows.models import ApprovalRequest
 
 
@@ -27,6 +28,9 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
     assert not any("@example.com" in (e.input[1]["content"]) for e in LogEvent.objects.all())
     champion = AdapterAlias.objects.get(adapter__name="support-tone", name="champion")
     assert champion.version.number == 1 and champion.adapter.versions.count() == 2
+    live = Deployment.objects.get(endpoint__name="support-chat")
+    assert live.status == "promoted" and live.adapter_version == champion.version
+    assert Adapter.objects.filter(name="demo-tone", base_model__model_id="tiny").exists()
     assert audit_chain_verify().ok
 
     call_command("seed_demo")

@@ -242,6 +242,47 @@ def _demo_registry(*, eng: User, gov: User, team: Team) -> None:
         request_id=move.request.pk, reviewer=gov, decision="approve", comment="Good losses."
     )
 
+    # The trainer's tiny in-repository model: an adapter the local runner tunes on the CPU in seconds
+    # (Models → Tuning → Request tuning, data deploy/trainer/examples/train.jsonl).
+    tiny = base_model_register(
+        actor=eng,
+        team=team,
+        provider="hugging_face",
+        model_id="tiny",
+        display_name="Tiny test model (in the repository)",
+        context_window=512,
+        notes="deploy/trainer's GPT-2-style test model: trains on a CPU in seconds, for trying the local runner.",
+    )
+    adapter_create(
+        actor=eng, base_model=tiny, name="demo-tone", description="For trying tuning on the local runner."
+    )
+
+    # support-tone v1 serves all of the support-chat endpoint (on the console's local serving backend).
+    from apps.cloud.jobs import get_serving_backend
+    from apps.tuning.deployments import (
+        deployment_action_apply,
+        deployment_create,
+        deployment_deploy,
+        deployment_promote,
+        deployment_submit,
+        endpoint_create,
+    )
+
+    endpoint = endpoint_create(actor=eng, team=team, name="support-chat")
+    first = deployment_create(
+        actor=eng,
+        endpoint=endpoint,
+        strategy="replace",
+        adapter_version=adapter.versions.get(number=1),
+        justification="The support bot's tone, in production.",
+    )
+    approval = deployment_submit(actor=eng, deployment=first)
+    approval_decision_record(request_id=approval.pk, reviewer=gov, decision="approve", comment="Go.")
+    backend = get_serving_backend()
+    deployment_deploy(deployment_id=first.pk, backend=backend)
+    deployment_promote(actor=eng, deployment=first)
+    deployment_action_apply(deployment_id=first.pk, backend=backend)
+
 
 def _demo_logs(engineer: User) -> None:
     """A few hundred logged calls of the demo support bot, scanned and stored redacted like real ones."""
