@@ -105,7 +105,11 @@ def dispatch_latency(count: int) -> list[float]:
             )
         )
         console = embedded_backend(workdir)
-        console.env.update(JOB_BACKEND="local", ATALAYA_LOCAL_JOBS_DIR=str(workdir / "jobs"))
+        console.env.update(
+            JOB_BACKEND="local",
+            ATALAYA_LOCAL_JOBS_DIR=str(workdir / "jobs"),
+            ATALAYA_LOCAL_DATASET_DIRS=str(workdir),
+        )
         console.manage("migrate", "--no-input", "-v0")
         console.manage("collectstatic", "--no-input", "-v0")
         pairs = console.shell(DISPATCH_SETUP, PASSWORD=PASSWORD, COUNT=count, DATASET=str(dataset))

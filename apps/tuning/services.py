@@ -91,9 +91,16 @@ def _uri(value: str, field: str, *, required: bool) -> str:
                 f"{field}: give the dataset's URI.", code="invalid_" + field, details={"field": field}
             )
         return ""
-    if len(value) > 1000 or any(c.isspace() for c in value) or not value.startswith(TRAINING_SCHEMES):
+    # A path without a scheme is a file on the worker's machine, relative to the project (the local runner).
+    relative = "://" not in value and not value.startswith(("/", ".."))
+    if (
+        len(value) > 1000
+        or any(c.isspace() for c in value)
+        or not (value.startswith(TRAINING_SCHEMES) or relative)
+    ):
         raise Unprocessable(
-            f"{field}: a JSONL dataset at {', '.join(TRAINING_SCHEMES)}… (at most 1,000 characters, no spaces).",
+            f"{field}: a JSONL dataset at {', '.join(TRAINING_SCHEMES)}… or a path in the project for the local "
+            "runner (at most 1,000 characters, no spaces).",
             code="invalid_" + field,
             details={"field": field},
         )

@@ -349,6 +349,11 @@ MLFLOW_EXPERIMENT = env.str("MLFLOW_EXPERIMENT", default="atalaya-registry")
 TUNING_ARTIFACTS_URI = env.str("ATALAYA_TUNING_ARTIFACTS_URI", default="")
 # The local runner (JOB_BACKEND=local): job folders, and the trainer's command line (deploy/trainer/).
 LOCAL_JOBS_DIR = env.str("ATALAYA_LOCAL_JOBS_DIR", default=str(VAR_DIR / "jobs"))
+# The only folders the local runner reads datasets from (the trainer's examples, exported datasets).
+LOCAL_DATASET_DIRS = env.list(
+    "ATALAYA_LOCAL_DATASET_DIRS",
+    default=[str(BASE_DIR / "deploy" / "trainer" / "examples"), str(VAR_DIR / "datasets")],
+)
 # Its endpoints and traffic splits (the local serving backend keeps them in JSON files there).
 LOCAL_ENDPOINTS_DIR = env.str("ATALAYA_LOCAL_ENDPOINTS_DIR", default=str(VAR_DIR / "endpoints"))
 TRAINER_COMMAND = shlex.split(

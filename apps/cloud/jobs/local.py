@@ -62,6 +62,14 @@ def _local_path(uri: str, what: str) -> str:
     path = Path(uri)
     if not path.is_absolute():
         path = Path(settings.BASE_DIR) / path
+    path = path.resolve()
+    roots = [Path(root).resolve() for root in settings.LOCAL_DATASET_DIRS]
+    if not any(path.is_relative_to(root) for root in roots):
+        # The trainer runs as the worker: it must not become a way to read the worker's other files.
+        raise BackendError(
+            f"{what}: the local runner reads datasets only under {', '.join(str(r) for r in roots)} "
+            "(ATALAYA_LOCAL_DATASET_DIRS)."
+        )
     if not path.is_file():
         raise BackendError(f"{what}: no file at {path}.")
     return str(path)
