@@ -12,10 +12,13 @@ What one run does:
    at most --page-size jobs per list page (100 by default: the conservative reading of Vertex's page size).
 2. Builds `VertexJobBackend` as production does (`from_settings`, JOB_BACKEND=vertex), aimed at the fake:
    the real google-cloud-aiplatform client, anonymous credentials, no retries, a 10 s timeout.
-3. Runs --cycles poll cycles, as the beat poller does: `poll(names)` with every job the console believes
-   is running. Before each cycle after the first, --finish jobs finish at Vertex (SUCCEEDED, with a
-   metrics.json in their output folder, which the backend reads); the poller then drops them from its
-   list. Per cycle: the calls the fake received (list, get), and the wall time of `poll`.
+3. Migrates a fresh SQLite database in the temporary folder and files one running tuning request per job
+   (as after that many dispatches). Then runs --cycles cycles of the console's poller, the function beat
+   runs (`apps.tuning.services.tuning_jobs_poll`): one batched `poll` of every job the console believes
+   is running, then the writes for what changed. Before each cycle after the first, --finish jobs finish
+   at Vertex (SUCCEEDED, with a metrics.json in their output folder, which the backend reads): the poller
+   marks those requests succeeded and registers their adapter versions (with the MLflow mirror queued).
+   Per cycle: the calls the fake received (list, get), and the wall time of the whole cycle.
 4. The peer: the same cycle done the naive way, one GetCustomJob per job (what reading
    `aiplatform.CustomJob(name).state` for each job costs), timed once over the same jobs.
 
@@ -76,6 +79,48 @@ for n in range(COUNT):
     pairs.append([request.pk, approval.pk])
 print(json.dumps(pairs))
 """
+
+
+def console_requests(names: list[str]):
+    """The console's side of the seeded jobs: a migrated database in the temporary folder, and one running
+    tuning request per job (as after that many dispatches), to be followed by the real poller."""
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from apps.accounts.models import User
+    from apps.accounts.services import team_create
+    from apps.registry.models import Adapter, FoundationModel
+    from apps.tuning.models import TuningRequest
+
+    call_command("migrate", verbosity=0, interactive=False)
+    team = team_create(actor=None, slug="support", name="Support")
+    eng = User.objects.create_user("eng")
+    model = FoundationModel.objects.create(
+        team=team,
+        provider="hugging_face",
+        model_id="google/gemma-3-1b-it",
+        context_window=32768,
+        created_by=eng,
+    )
+    adapter = Adapter.objects.create(team=team, name="tone", base_model=model, created_by=eng)
+    TuningRequest.objects.bulk_create(
+        TuningRequest(
+            team=team,
+            adapter=adapter,
+            status="running",
+            train_dataset_uri="gs://data/train.jsonl",
+            estimated_hours=1,
+            justification="bench",
+            requested_by=eng,
+            job_backend="vertex",
+            job_key=f"atalaya-tuning-bench-{n}",
+            job_name=name,
+            job_state=3,  # RUNNING, as recorded by an earlier cycle
+            started_at=timezone.now(),
+        )
+        for n, name in enumerate(names)
+    )
+    return TuningRequest.objects.all()
 
 
 def dispatch_latency(count: int) -> list[float]:
@@ -197,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         django.setup()
         from django.conf import settings
 
-        from apps.cloud.jobs.base import JobState
         from apps.cloud.jobs.vertex import VertexJobBackend
+        from apps.tuning.services import tuning_jobs_poll
         from tests.contract.vertex_fake import FakeVertex
 
         fake = FakeVertex(tls, max_page_size=args.page_size).start()
@@ -213,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             names = fake.seed_custom_jobs(args.jobs, state="RUNNING", output_prefix=str(outputs))
             backend = VertexJobBackend.from_settings()
             backend.poll(names[:1])  # channel and TLS set up once, as in a long-lived worker
+            requests = console_requests(names)
             rows = []
             watching = list(names)
             finished_next = 0
@@ -228,11 +274,15 @@ def main(argv: list[str] | None = None) -> int:
                     finished_next = min(args.finish, len(watching))
                 fake.reset_calls()
                 started = time.perf_counter()
-                statuses = backend.poll(watching)
+                result = tuning_jobs_poll(backend=backend)  # what beat's poller runs, writes included
                 wall = time.perf_counter() - started
-                done = [n for n, s in statuses.items() if s.state is JobState.SUCCEEDED]
-                assert len(done) == finished_next, (len(done), finished_next)
-                assert all(statuses[n].metrics for n in done)
+                done = set(
+                    requests.filter(status="succeeded", job_name__in=watching).values_list(
+                        "job_name", flat=True
+                    )
+                )
+                assert len(done) == finished_next == result["changed"], (len(done), finished_next, result)
+                assert not requests.filter(job_name__in=done, result_version__isnull=True).exists()
                 rows.append(
                     {
                         "cycle": cycle,
@@ -243,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                         "wall": wall,
                     }
                 )
-                watching = [n for n in watching if n not in set(done)]
+                watching = [n for n in watching if n not in done]
 
             # The peer: one GetCustomJob per job, over the jobs still running.
             fake.reset_calls()

@@ -533,21 +533,30 @@ def _apply_status(request: TuningRequest, status: JobStatus) -> None:
 
 def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
     """One poll cycle: ask the backend about every queued or running job of this backend (one batched
-    call), and record what changed. Returns counts for the task's result and the metrics."""
+    call), and record what changed: a job whose state, progress and log are as recorded costs no write.
+    Returns counts for the task's result and the metrics."""
     active = list(
         TuningRequest.objects.filter(
             status__in=(TuningStatus.QUEUED, TuningStatus.RUNNING), job_backend=backend.name
         )
         .exclude(job_name="")
-        .values_list("pk", "job_name")
+        .values_list("pk", "job_name", "job_state", "progress", "log_tail", "started_at")
     )
     if not active:
         return {"polled": 0, "changed": 0}
-    statuses = backend.poll([name for _, name in active])
+    statuses = backend.poll([row[1] for row in active])
     changed = 0
-    for pk, name in active:
+    for pk, name, state, progress, log_tail, started_at in active:
         status = statuses.get(name)
         if status is None:
+            continue
+        unchanged = (
+            state == int(status.state)
+            and (status.progress is None or status.progress == progress)
+            and (not status.log_tail or status.log_tail[-4000:] == log_tail)
+            and (started_at is not None or status.started_at is None)
+        )
+        if unchanged:
             continue
         with transaction.atomic():
             request = (
@@ -557,9 +566,8 @@ def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
             )
             if request.status not in (TuningStatus.QUEUED, TuningStatus.RUNNING):
                 continue
-            before = (request.status, request.job_state, request.progress, request.log_tail)
             _apply_status(request, status)
-            changed += before != (request.status, request.job_state, request.progress, request.log_tail)
+            changed += 1
     return {"polled": len(active), "changed": changed}
 
 
