@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("apps.accounts.api_urls")),
     path("", include("apps.logs.api_urls")),
     path("", include("apps.costs.api_urls")),
+    path("", include("apps.feedback.api_urls")),
 ]

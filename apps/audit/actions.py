@@ -38,6 +38,11 @@ ACTIONS = {
     "logs.quarantine_retried": _("Quarantine retried"),
     "logs.retention_applied": _("Old logs deleted (retention)"),
     "logs.policy_changed": _("Log policy changed"),
+    "feedback.schema_created": _("Rating schema created"),
+    "feedback.queue_created": _("Annotation queue created"),
+    "feedback.queue_closed": _("Annotation queue closed"),
+    "feedback.item_adjudicated": _("Item adjudicated"),
+    "feedback.dataset_exported": _("Dataset exported"),
 }
 
 

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "apps.cloud",
     "apps.logs",
     "apps.costs",
+    "apps.feedback",
 ]
 
 MIDDLEWARE = [
