@@ -63,9 +63,10 @@ READ_WRITE = {"GET": Scope.FEEDBACK_READ, "POST": Scope.ANNOTATIONS_WRITE, "PUT"
 
 
 def _team_from(request: Request, slug: str, roles: Any = None) -> Team:
-    """The named team (one of the caller's), else the token's team, else the caller's only team."""
+    """The named team (one of the caller's), else the token's team, else the caller's only team with
+    these roles."""
     if slug:
-        team = team_get_by_slug(user=request.user, slug=slug, roles=roles)
+        team = team_get_by_slug(user=request.user, slug=slug)
         if team is None:
             raise NotFound(f"No team {slug!r}.", code="team_not_found")
         return team
