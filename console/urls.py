@@ -18,6 +18,7 @@ urlpatterns = [
     path("audit/", include("apps.audit.urls")),
     path("logs/", include("apps.logs.urls")),
     path("costs/", include("apps.costs.urls")),
+    path("feedback/", include("apps.feedback.urls")),
     path("api/v1/", include("console.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

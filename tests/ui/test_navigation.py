@@ -11,10 +11,11 @@ def nav_keys(client):
 
 
 def test_navigation_by_role(world, catalog, client_as):
-    assert nav_keys(client_as(world.gov)) == ["catalog", "workflows", "logs", "costs", "audit", "accounts"]
-    assert nav_keys(client_as(world.admin)) == ["catalog", "logs", "costs", "audit", "accounts"]
-    assert nav_keys(client_as(world.eng)) == ["catalog", "logs", "costs", "accounts"]
-    assert nav_keys(client_as(world.ann1)) == ["accounts"]
+    assert nav_keys(client_as(world.gov)) == ["catalog", "workflows", "logs", "costs", "feedback", "audit", "accounts"]
+    assert nav_keys(client_as(world.admin)) == ["catalog", "logs", "costs", "feedback", "audit", "accounts"]
+    assert nav_keys(client_as(world.eng)) == ["catalog", "logs", "costs", "feedback", "accounts"]
+    assert nav_keys(client_as(world.ann1)) == ["feedback", "accounts"]
+    assert nav_keys(client_as(world.owner)) == ["catalog", "logs", "costs", "accounts"]
     world.admin.is_staff = True
     world.admin.save()
     assert nav_keys(client_as(world.admin))[-1] == "admin"
