@@ -11,7 +11,15 @@ def nav_keys(client):
 
 
 def test_navigation_by_role(world, catalog, client_as):
-    assert nav_keys(client_as(world.gov)) == ["catalog", "workflows", "logs", "costs", "feedback", "audit", "accounts"]
+    assert nav_keys(client_as(world.gov)) == [
+        "catalog",
+        "workflows",
+        "logs",
+        "costs",
+        "feedback",
+        "audit",
+        "accounts",
+    ]
     assert nav_keys(client_as(world.admin)) == ["catalog", "logs", "costs", "feedback", "audit", "accounts"]
     assert nav_keys(client_as(world.eng)) == ["catalog", "logs", "costs", "feedback", "accounts"]
     assert nav_keys(client_as(world.ann1)) == ["feedback", "accounts"]
