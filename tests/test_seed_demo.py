@@ -3,6 +3,7 @@ from django.core.management import call_command
 from apps.accounts.models import ApiToken, Membership, User
 from apps.audit.services import audit_chain_verify
 from apps.catalog.models import PromptLabel, VersionStatus
+from apps.feedback.models import AnnotationQueue, EndUserFeedback
 from apps.logs.models import EventState, LogEvent
 from apps.workflows.models import ApprovalRequest
 
@@ -24,6 +25,10 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
     assert ApprovalRequest.objects.filter(status="open").count() == 1  # v2 waits for governance
     assert LogEvent.objects.filter(state=EventState.STORED).count() == 240
     assert not any("@example.com" in (e.input[1]["content"]) for e in LogEvent.objects.all())
+    queue = AnnotationQueue.objects.get(name="support-weekly")
+    assert queue.item_count == 20 and queue.overlap == 2
+    assert set(queue.assignees.values_list("username", flat=True)) == {"ann1", "ann2"}
+    assert EndUserFeedback.objects.count() == 80
     assert audit_chain_verify().ok
 
     call_command("seed_demo")
