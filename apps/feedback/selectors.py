@@ -26,7 +26,7 @@ from apps.feedback.models import (
     SlotState,
 )
 from apps.feedback.schemas import NOMINAL_KINDS, numeric
-from apps.feedback.services import ANNOTATORS, DATASET_EXPORTERS, FEEDBACK_MANAGERS, queue_may_annotate
+from apps.feedback.services import ANNOTATORS, DATASET_EXPORTERS, FEEDBACK_MANAGERS
 from apps.logs.models import EventState, LogEvent
 
 
@@ -74,9 +74,17 @@ def queue_get_managed(*, user: User, queue_id: int) -> AnnotationQueue | None:
 
 
 def queue_get_for_annotation(*, user: User, queue_id: int) -> AnnotationQueue | None:
-    queue = queue_list(user=user).filter(pk=queue_id).first()
-    if queue is None or not queue_may_annotate(user, queue):
+    """A queue the user annotates (an annotator of its team, among its assignees if it names any); one query."""
+    assignees = AnnotationQueue.assignees.through.objects.filter(annotationqueue_id=OuterRef("pk"))
+    queue = (
+        AnnotationQueue.objects.filter(pk=queue_id, team_id__in=user_team_ids(user, ANNOTATORS))
+        .select_related("team", "schema")
+        .annotate(assigned_any=Exists(assignees), assigned_me=Exists(assignees.filter(user_id=user.pk)))
+        .first()
+    )
+    if queue is None or (queue.assigned_any and not queue.assigned_me):
         return None
+    queue._assignee_ids = {user.pk} if queue.assigned_any else set()  # type: ignore[attr-defined]
     return queue
 
 
@@ -90,18 +98,19 @@ def annotator_progress(*, user: User, queue: AnnotationQueue) -> dict[str, int]:
 
 
 def slot_for_annotation(*, user: User, slot: AnnotationSlot) -> dict[str, Any]:
-    """The item an annotator holds: its stored, redacted text only."""
-    item = QueueItem.objects.get(pk=slot.item_id)
-    events = LogEvent.objects.filter(
-        pk__in=[item.event_id, item.event_b_id] if item.event_b_id else [item.event_id],
-        state=EventState.STORED,
-    ).defer("staged_payload", "search_text")
-    by_id = {e.pk: e for e in events}
-    return {
-        "item": item,
-        "event": by_id.get(item.event_id),
-        "event_b": by_id.get(item.event_b_id) if item.event_b_id else None,
-    }
+    """The item an annotator holds: its stored, redacted text only (never the staged payload)."""
+    item = (
+        QueueItem.objects.select_related("event", "event_b")
+        .defer(
+            "event__staged_payload", "event__search_text", "event_b__staged_payload", "event_b__search_text"
+        )
+        .get(pk=slot.item_id)
+    )
+
+    def stored(event: LogEvent | None) -> LogEvent | None:
+        return event if event is not None and event.state == EventState.STORED else None
+
+    return {"item": item, "event": stored(item.event), "event_b": stored(item.event_b)}
 
 
 def queue_progress(*, queue: AnnotationQueue) -> dict[str, Any]:

@@ -17,12 +17,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apps.accounts.models import Membership, Team, User
 from apps.accounts.roles import Role
@@ -340,26 +341,68 @@ def _require_annotator(user: User, queue: AnnotationQueue) -> None:
         raise PermissionDenied("You are not an annotator of this queue.", code="not_assigned")
 
 
-def _claimable(queue: AnnotationQueue, actor: User, now: datetime) -> AnnotationSlot | None:
-    mine = AnnotationSlot.objects.filter(item_id=OuterRef("item_id"), annotator_id=actor.pk)
-    lock = connection.features.has_select_for_update_skip_locked
-    expired = (
-        AnnotationSlot.objects.filter(queue_id=queue.pk, state=SlotState.LEASED, leased_until__lt=now)
-        .filter(~Exists(mine))
-        .order_by("leased_until", "id")
+_SLOT_COLUMNS = (
+    "id",
+    "queue_id",
+    "item_id",
+    "number",
+    "position",
+    "state",
+    "annotator_id",
+    "leased_at",
+    "leased_until",
+)
+
+
+def _slot_sql() -> dict[str, str]:
+    """The claim statements, built once from the model's table and column names.
+
+    A claim is one statement: UPDATE the first claimable slot, chosen by a subquery, on condition that it is
+    still claimable, RETURNING it. The subquery skips items the annotator already holds or rated (the
+    (item, annotator) index) and, on PostgreSQL, rows another transaction is claiming (FOR UPDATE SKIP
+    LOCKED), so concurrent annotators take different slots without waiting; SQLite runs one writer at a time
+    (BEGIN IMMEDIATE)."""
+    quote = connection.ops.quote_name
+    table = quote(AnnotationSlot._meta.db_table)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    returning = ", ".join(quote(c) for c in _SLOT_COLUMNS)
+    mine = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = s.item_id AND t.annotator_id = %(user)s)"  # noqa: S608
+    claim = (
+        f"UPDATE {table} SET state = 'leased', annotator_id = %(user)s, leased_at = %(now)s, "  # noqa: S608
+        f"leased_until = %(until)s WHERE id = (SELECT s.id FROM {table} s WHERE {{where}} AND {mine} "
+        f"ORDER BY {{order}} LIMIT 1{lock}) AND ({{again}}) RETURNING {returning}"
     )
-    fresh = (
-        AnnotationSlot.objects.filter(queue_id=queue.pk, state=SlotState.OPEN)
-        .filter(~Exists(mine))
-        .order_by("position", "number")
-    )
-    for qs in (expired, fresh):
-        if lock:
-            qs = qs.select_for_update(skip_locked=True)
-        slot = qs.only("id", "item_id", "state", "leased_until").first()
-        if slot is not None:
-            return slot
-    return None
+    return {
+        "held": f"SELECT {returning} FROM {table} WHERE queue_id = %(queue)s AND annotator_id = %(user)s "  # noqa: S608
+        "AND state = 'leased' ORDER BY id LIMIT 1",
+        "renew": f"UPDATE {table} SET leased_until = %(until)s WHERE id = %(id)s",  # noqa: S608
+        "expired": claim.format(
+            where="s.queue_id = %(queue)s AND s.state = 'leased' AND s.leased_until < %(now)s",
+            order="s.leased_until, s.id",
+            again="state = 'leased' AND leased_until < %(now)s",
+        ),
+        "fresh": claim.format(
+            where="s.queue_id = %(queue)s AND s.state = 'open'",
+            order="s.position, s.number",
+            again="state = 'open'",
+        ),
+    }
+
+
+_SQL: dict[str, dict[str, str]] = {}
+
+
+def _slot_from(row: Sequence[Any]) -> AnnotationSlot:
+    """A slot from a raw row (SQLite returns datetimes as text; PostgreSQL as aware datetimes)."""
+    values = dict(zip(_SLOT_COLUMNS, row, strict=True))
+    for name in ("leased_at", "leased_until"):
+        value = values[name]
+        if isinstance(value, str):
+            value = parse_datetime(value)
+        if isinstance(value, datetime) and timezone.is_naive(value):
+            value = timezone.make_aware(value, UTC)
+        values[name] = value
+    return AnnotationSlot(**values)
 
 
 class LeaseLost(Conflict):
@@ -370,39 +413,50 @@ def annotation_next(
     *, actor: User, queue: AnnotationQueue, now: datetime | None = None
 ) -> AnnotationSlot | None:
     """The slot the annotator works on: the one they already hold in this queue (its lease renewed),
-    else a newly leased one, else None (nothing left for them)."""
+    else an abandoned slot whose lease expired, else the first open slot of an item they have not rated;
+    None when nothing is left for them."""
     _require_annotator(actor, queue)
     if queue.status != QueueStatus.OPEN:
         return None
+    sql = _SQL.setdefault(connection.vendor, _slot_sql())
     for _attempt in range(20):
         now_ = now or timezone.now()
-        until = now_ + timedelta(minutes=queue.lease_minutes)
+        params = {
+            "queue": queue.pk,
+            "user": actor.pk,
+            "now": connection.ops.adapt_datetimefield_value(now_),
+            "until": connection.ops.adapt_datetimefield_value(now_ + timedelta(minutes=queue.lease_minutes)),
+        }
         try:
-            with transaction.atomic():
-                held = (
-                    AnnotationSlot.objects.filter(
-                        queue_id=queue.pk, annotator_id=actor.pk, state=SlotState.LEASED
-                    )
-                    .order_by("id")
-                    .first()
-                )
-                if held is not None:
-                    held.leased_until = until
-                    held.save(update_fields=["leased_until"])
-                    return held
-                candidate = _claimable(queue, actor, now_)
-                if candidate is None:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql["held"], params)
+                row = cursor.fetchone()
+                if row is not None:
+                    cursor.execute(sql["renew"], {**params, "id": row[0]})
+                    slot = _slot_from(row)
+                    slot.leased_until = now_ + timedelta(minutes=queue.lease_minutes)
+                    return slot
+                for kind in ("expired", "fresh"):
+                    cursor.execute(sql[kind], params)
+                    row = cursor.fetchone()
+                    if row is not None:
+                        return _slot_from(row)
+                if not _claimable_left(queue, actor):
                     return None
-                claimed = (
-                    AnnotationSlot.objects.filter(pk=candidate.pk)
-                    .filter(Q(state=SlotState.OPEN) | Q(state=SlotState.LEASED, leased_until__lt=now_))
-                    .update(state=SlotState.LEASED, annotator_id=actor.pk, leased_at=now_, leased_until=until)
-                )
-                if claimed:
-                    return AnnotationSlot.objects.get(pk=candidate.pk)
         except IntegrityError:
-            pass  # the annotator holds this item already (a parallel request of theirs): look again
+            continue  # a parallel request of the same annotator took a slot of this item: look again
     raise Conflict("Too many annotators at once: try again.", code="busy")
+
+
+def _claimable_left(queue: AnnotationQueue, actor: User) -> bool:
+    """Whether a claim that found nothing lost a race (PostgreSQL skipped a row being claimed): then the
+    annotator asks again; else nothing is left for them."""
+    if not connection.features.has_select_for_update_skip_locked:
+        return False
+    mine = AnnotationSlot.objects.filter(item_id=OuterRef("item_id"), annotator_id=actor.pk)
+    return (
+        AnnotationSlot.objects.filter(queue_id=queue.pk, state=SlotState.OPEN).filter(~Exists(mine)).exists()
+    )
 
 
 def _held_slot(actor: User, slot_id: int) -> AnnotationSlot:
