@@ -15,8 +15,8 @@ What one run does:
 2. Each annotator is a thread with its own database connection and a signed-in session, calling the API
    in process with Django's test client (the server's time, without the network):
    POST /api/v1/feedback/queues/{id}/next, then POST /api/v1/feedback/slots/{slot}/submit with a rating.
-   - "annotators": each one reads the item for a random --think time (uniform, mean 1 s: an annotator
-     at ten to fifty times the speed of a careful person) between next and submit, for --seconds.
+   - "annotators": each one reads the item for a random --think time (uniform, mean 5 s: faster than a
+     person who reads an answer and rates it on a rubric, typically 15 to 60 s) between next and submit.
    - "saturation": no reading time at all, every thread back-to-back, for --seconds: the capacity.
 3. Printed: p50/p95/p99 of next, of submit and of the two together (the target: p95 of next + submit
    under 50 ms in the annotators run), throughput in ratings per second, and the checks: no slot handed out
@@ -183,7 +183,14 @@ def run(label: str, args, queue_ids: list[int], names: list[str], think: float) 
         try:
             client = Client(HTTP_HOST="127.0.0.1")
             client.force_login(User.objects.get(username=name))
-            barrier.wait(timeout=60)
+            for _ in range(2):  # warm-up: connection, URL resolver, serializers, translations
+                slot = client.post(f"/api/v1/feedback/queues/{queue_ids[0]}/next").json()["slot"]
+                client.post(
+                    f"/api/v1/feedback/slots/{slot}/submit",
+                    data=json.dumps({"values": {"ok": True, "helpfulness": 3}}),
+                    content_type="application/json",
+                )
+            barrier.wait(timeout=120)
             if not deadline_box:
                 deadline_box.append(time.perf_counter() + args.seconds)
             while time.perf_counter() < deadline_box[0]:
@@ -282,8 +289,8 @@ def main() -> int:
     parser.add_argument("--queues", type=int, default=4)
     parser.add_argument("--overlap", type=int, default=2, help="k: annotators per item.")
     parser.add_argument("--annotators", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=30, help="Length of each run.")
-    parser.add_argument("--think", type=float, default=1.0, help="Mean reading time per item (s).")
+    parser.add_argument("--seconds", type=float, default=60, help="Length of each run.")
+    parser.add_argument("--think", type=float, default=5.0, help="Mean reading time per item (s).")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder.")
     args = parser.parse_args()
 
@@ -328,7 +335,11 @@ def main() -> int:
         log(f"Saturation run: {args.seconds:.0f} s, no reading time …")
         saturated = run(f"{args.annotators} annotators back to back (saturation)", args, queue_ids, names, 0)
 
-        print(f"\nbench/annotate.py — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, SQLite, {os.cpu_count()} CPUs")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(
+            f"\nbench/annotate.py — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, SQLite, {os.cpu_count()} CPUs "
+            f"(load average {load})"
+        )
         print(
             f"{args.items:,} items in {args.queues} queues (k={args.overlap}: {args.items * args.overlap:,} slots), "
             f"{args.annotators} annotators; seeded in {seed_s:.0f} s; database {size_mb:,.0f} MB"

@@ -131,7 +131,7 @@ class AnnotationSlot(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["queue", "state", "position"], name="slot_queue_state_pos"),
+            models.Index(fields=["queue", "state", "position", "number"], name="slot_queue_state_pos"),
             models.Index(fields=["queue", "state", "leased_until"], name="slot_queue_state_lease"),
             models.Index(fields=["queue", "annotator", "state"], name="slot_queue_annotator"),
         ]

@@ -74,18 +74,23 @@ def queue_get_managed(*, user: User, queue_id: int) -> AnnotationQueue | None:
 
 
 def queue_get_for_annotation(*, user: User, queue_id: int) -> AnnotationQueue | None:
-    """A queue the user annotates (an annotator of its team, among its assignees if it names any); one query."""
-    assignees = AnnotationQueue.assignees.through.objects.filter(annotationqueue_id=OuterRef("pk"))
+    """A queue the user annotates: an annotator of its team, among its assignees if it names any (two
+    simple queries: this is on every `next item`)."""
     queue = (
         AnnotationQueue.objects.filter(pk=queue_id, team_id__in=user_team_ids(user, ANNOTATORS))
         .select_related("team", "schema")
-        .annotate(assigned_any=Exists(assignees), assigned_me=Exists(assignees.filter(user_id=user.pk)))
+        .order_by()
         .first()
     )
-    if queue is None or (queue.assigned_any and not queue.assigned_me):
+    if queue is None:
         return None
-    queue._assignee_ids = {user.pk} if queue.assigned_any else set()  # type: ignore[attr-defined]
-    return queue
+    assignees = set(
+        AnnotationQueue.assignees.through.objects.filter(annotationqueue_id=queue.pk).values_list(
+            "user_id", flat=True
+        )
+    )
+    queue._assignee_ids = assignees  # type: ignore[attr-defined]
+    return queue if not assignees or user.pk in assignees else None
 
 
 def annotator_progress(*, user: User, queue: AnnotationQueue) -> dict[str, int]:
