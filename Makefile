@@ -57,6 +57,7 @@ bench: install
 	$(PY) bench/resolve.py
 	$(PY) bench/ingest.py
 	$(PY) bench/dashboards.py
+	$(PY) bench/annotate.py
 
 messages: install
 	$(PY) manage.py makemessages -l es -i ".venv*" -i var -i node_modules -i static

@@ -249,3 +249,16 @@ def test_feedback_pages_have_no_inline_script_handler_or_style(world, rated):
         body = client_for(world, user).get(url).content.decode()
         for pattern in INLINE:
             assert not pattern.search(body), (url, pattern.pattern, pattern.search(body))
+
+
+def test_the_annotation_page_in_spanish(world, rated):
+    client = client_for(world, "ann1")
+    client.cookies["django_language"] = "es"
+    body = client.get(reverse("feedback:annotate", args=[rated["queue"].pk])).content.decode()
+    assert "Tu valoración" in body and "Pulgar arriba" in body and "Saltar" in body
+    queue_page = client_for(world, "gov")
+    queue_page.cookies["django_language"] = "es"
+    assert (
+        "Alfa de Krippendorff"
+        in queue_page.get(reverse("feedback:queue", args=[rated["queue"].pk])).content.decode()
+    )
