@@ -209,3 +209,87 @@ def test_adjudication_is_governance_only_and_audited(world, queue):
     assert events[1].changes["before"] == {"ok": False, "corrected": "Better."}
     with pytest.raises(Unprocessable, match="helpfulness"):
         adjudication_set(actor=world.gov, item=item, values={"helpfulness": 0})
+
+
+def test_only_stored_events_become_items_and_negative_feedback_filters(world, events, rubric):
+    import msgspec
+
+    from apps.feedback.services import end_user_feedback_record
+    from apps.logs.schemas import LogEventIn
+    from apps.logs.services import log_events_ingest
+
+    staged = msgspec.convert(event_spec("staged-1"), LogEventIn)
+    log_events_ingest(actor=world.eng, team=world.support, events=[(0, staged)])  # never scanned
+    everything = annotation_queue_create(
+        actor=world.eng, team=world.support, name="all", schema=rubric, size=100
+    )
+    assert "staged-1" not in set(everything.items.values_list("event__request_id", flat=True))
+    assert everything.item_count == 10
+    end_user_feedback_record(actor=world.eng, team=world.support, request_id="r-3", thumbs=False)
+    end_user_feedback_record(actor=world.eng, team=world.support, request_id="r-4", score=1)
+    end_user_feedback_record(actor=world.eng, team=world.support, request_id="r-5", thumbs=True, score=5)
+    end_user_feedback_record(actor=world.eng, team=world.support, request_id="staged-1", thumbs=False)
+    negative = annotation_queue_create(
+        actor=world.eng,
+        team=world.support,
+        name="unhappy",
+        schema=rubric,
+        size=100,
+        filters={"negative_feedback": True},
+    )
+    assert set(negative.items.values_list("event__request_id", flat=True)) == {"r-3", "r-4"}
+
+
+def test_preference_pairs_export_with_lineage(world, events):
+    from apps.feedback.services import dataset_export
+
+    schema = rating_schema_create(actor=world.gov, team=world.support, name="ab", criteria=PAIRWISE)
+    for i in (1, 2):
+        store_events(
+            world.eng,
+            world.support,
+            [
+                event_spec(
+                    f"v2-{i}", prompt_version=2, input=event_spec(f"r-{i}")["input"], output=f"Better {i}"
+                )
+            ],
+        )
+    queue = annotation_queue_create(
+        actor=world.eng,
+        team=world.support,
+        name="v1-v2",
+        schema=schema,
+        kind="pairwise",
+        size=10,
+        overlap=2,
+        filters={"prompt_version": 1, "prompt_version_b": 2},
+    )
+    for user in (world.ann1, world.ann2):
+        while (slot := annotation_next(actor=user, queue=queue)) is not None:
+            item = QueueItem.objects.get(pk=slot.item_id)
+            # both prefer B on r-1's pair; they disagree on r-2's
+            choice = "B" if item.event.request_id == "r-1" or user == world.ann1 else "A"
+            annotation_submit(actor=user, slot_id=slot.pk, values={"better": choice})
+    dataset = dataset_export(actor=world.eng, queue=queue, kind="preference")
+    rows = [__import__("json").loads(line) for line in dataset.content.splitlines()]
+    assert len(rows) == 1  # the disagreement is not final until adjudicated
+    assert rows[0]["chosen"] == "Better 1" and rows[0]["rejected"].startswith("Answer r-1")
+    assert rows[0]["prompt"][-1]["role"] == "user" and "[EMAIL_ADDRESS]" in rows[0]["prompt"][-1]["content"]
+    assert dataset.lineage[0]["request_ids"] == ["r-1", "v2-1"]
+    disputed = queue.items.get(event__request_id="r-2")
+    adjudication_set(actor=world.gov, item=disputed, values={"better": "A"})
+    second = dataset_export(actor=world.eng, queue=queue, kind="preference")
+    assert second.version == 2 and second.row_count == 2 and second.content_hash != dataset.content_hash
+    assert {tuple(row["request_ids"]) for row in second.lineage} == {("r-1", "v2-1"), ("r-2", "v2-2")}
+
+
+def test_a_closed_queue_hands_out_nothing(world, queue):
+    from apps.feedback.services import annotation_queue_close
+
+    with pytest.raises(PermissionDenied):
+        annotation_queue_close(actor=world.ann1, queue=queue)
+    annotation_queue_close(actor=world.gov, queue=queue)
+    queue.refresh_from_db()
+    assert annotation_next(actor=world.ann1, queue=queue) is None
+    with pytest.raises(Conflict):
+        annotation_queue_close(actor=world.gov, queue=queue)
