@@ -336,3 +336,28 @@ def test_tokens_need_the_feedback_scopes(scene, api_as):
     writer = api_as(token=make_token(world.ann1, world.support, "annotations:write"))
     assert writer.post(f"/api/v1/feedback/queues/{scene.queue.pk}/next").status_code == 200
     assert writer.get("/api/v1/feedback/queues/").status_code == 403
+
+
+WRITES = [
+    ("/api/v1/feedback/", {"request_id": "r-1", "thumbs": True}),
+    ("/api/v1/feedback/schemas/", {"name": "x", "criteria": RUBRIC}),
+    ("/api/v1/feedback/queues/", {"name": "x", "schema": "rubric", "size": 1}),
+]
+
+
+@pytest.mark.parametrize("url, good", WRITES)
+def test_bad_bodies_are_refused_in_the_error_format(url, good, world, api_as):
+    client = api_as(token=make_token(world.eng, world.support, "all"))
+    before = snapshot()
+    cases = [
+        ('{"name": "oops",', "application/json", 400, "malformed_request"),
+        ("[1, 2, 3]", "application/json", 400, "invalid"),
+        ("a=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (json.dumps({**good, "surprise": 1}), "application/json", 400, "unknown_fields"),
+        ("x" * (1024 * 1024 + 10), "application/json", 413, "request_too_large"),
+    ]
+    for body, content_type, status, code in cases:
+        response = client.post(url, data=body, content_type=content_type)
+        assert response.status_code == status, (body[:30], response.content[:200])
+        assert response.json()["error"]["code"] == code
+    assert snapshot() == before
