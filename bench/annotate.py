@@ -163,11 +163,13 @@ def seed(args) -> tuple[list[int], list[str]]:
     return queue_ids, names
 
 
-def run(label: str, args, queue_ids: list[int], names: list[str], think: float) -> dict:
+def run(label: str, args, queue_ids: list[int], names: list[str], think: float, api: bool = True) -> dict:
     from django.db import connection
     from django.test import Client
 
     from apps.accounts.models import User
+    from apps.feedback.models import AnnotationQueue
+    from apps.feedback.services import annotation_next, annotation_submit
 
     nexts: list[float] = []
     submits: list[float] = []
@@ -182,7 +184,9 @@ def run(label: str, args, queue_ids: list[int], names: list[str], think: float) 
         rng = random.Random(seed_)
         try:
             client = Client(HTTP_HOST="127.0.0.1")
-            client.force_login(User.objects.get(username=name))
+            user = User.objects.get(username=name)
+            client.force_login(user)
+            queues = {q.pk: q for q in AnnotationQueue.objects.select_related("schema", "team")}
             for _ in range(2):  # warm-up: connection, URL resolver, serializers, translations
                 slot = client.post(f"/api/v1/feedback/queues/{queue_ids[0]}/next").json()["slot"]
                 client.post(
@@ -195,26 +199,32 @@ def run(label: str, args, queue_ids: list[int], names: list[str], think: float) 
                 deadline_box.append(time.perf_counter() + args.seconds)
             while time.perf_counter() < deadline_box[0]:
                 queue_id = rng.choice(queue_ids)
+                body = {"values": {"ok": rng.random() < 0.8, "helpfulness": rng.randint(1, 5)}}
                 start = time.perf_counter()
-                response = client.post(f"/api/v1/feedback/queues/{queue_id}/next")
+                if api:
+                    response = client.post(f"/api/v1/feedback/queues/{queue_id}/next")
+                    if response.status_code != 200:
+                        errors.append(f"next {response.status_code} {response.content[:200]!r}")
+                        break
+                    slot = response.json()["slot"]
+                else:  # the services alone: the data layer without Django's request handling
+                    slot = annotation_next(actor=user, queue=queues[queue_id]).pk
                 got = time.perf_counter()
-                if response.status_code != 200:
-                    errors.append(f"next {response.status_code} {response.content[:200]!r}")
-                    break
-                slot = response.json()["slot"]
                 if think:
                     time.sleep(rng.uniform(0, 2 * think))
-                body = {"values": {"ok": rng.random() < 0.8, "helpfulness": rng.randint(1, 5)}}
                 sub_start = time.perf_counter()
-                response = client.post(
-                    f"/api/v1/feedback/slots/{slot}/submit",
-                    data=json.dumps(body),
-                    content_type="application/json",
-                )
+                if api:
+                    response = client.post(
+                        f"/api/v1/feedback/slots/{slot}/submit",
+                        data=json.dumps(body),
+                        content_type="application/json",
+                    )
+                    if response.status_code != 201:
+                        errors.append(f"submit {response.status_code} {response.content[:200]!r}")
+                        break
+                else:
+                    annotation_submit(actor=user, slot_id=slot, values=body["values"])
                 done = time.perf_counter()
-                if response.status_code != 201:
-                    errors.append(f"submit {response.status_code} {response.content[:200]!r}")
-                    break
                 with lock:
                     nexts.append((got - start) * 1000)
                     submits.append((done - sub_start) * 1000)
@@ -332,6 +342,15 @@ def main() -> int:
         people = run(
             f"{args.annotators} annotators (reading mean {args.think} s)", args, queue_ids, names, args.think
         )
+        log("The same through the services alone (no HTTP handling) …")
+        services = run(
+            f"{args.annotators} annotators (reading mean {args.think} s), services only",
+            args,
+            queue_ids,
+            names,
+            args.think,
+            api=False,
+        )
         log(f"Saturation run: {args.seconds:.0f} s, no reading time …")
         saturated = run(f"{args.annotators} annotators back to back (saturation)", args, queue_ids, names, 0)
 
@@ -345,12 +364,15 @@ def main() -> int:
             f"{args.annotators} annotators; seeded in {seed_s:.0f} s; database {size_mb:,.0f} MB"
         )
         report(people)
+        report(services)
         report(saturated)
-        leased = people["leased"] + saturated["leased"]
+        leased = people["leased"] + services["leased"] + saturated["leased"]
         problems = checks()
         if len(leased) != len(set(leased)):
             problems.append("a slot was handed out twice")
-        problems += [f"{r['label']}: {len(r['errors'])} errors" for r in (people, saturated) if r["errors"]]
+        problems += [
+            f"{r['label']}: {len(r['errors'])} errors" for r in (people, services, saturated) if r["errors"]
+        ]
         p95 = percentile(people["both"], 95)
         verdict = "met" if p95 < TARGET_P95_MS else "MISSED"
         print(

@@ -441,7 +441,7 @@ def annotation_next(
     _require_annotator(actor, queue)
     if queue.status != QueueStatus.OPEN:
         return None
-    sql = _SQL.setdefault(connection.vendor, _slot_sql())
+    sql = _SQL.get(connection.vendor) or _SQL.setdefault(connection.vendor, _slot_sql())
     for _attempt in range(20):
         now_ = now or timezone.now()
         params = {
@@ -526,7 +526,7 @@ def annotation_submit(*, actor: User, slot_id: int, values: Any, now: datetime |
         submitted_at=now,
     )
     params = [f.get_db_prep_save(getattr(annotation, f.attname), connection) for f in _annotation_fields()]
-    sql = _SQL.setdefault(connection.vendor, _slot_sql())
+    sql = _SQL.get(connection.vendor) or _SQL.setdefault(connection.vendor, _slot_sql())
     with _one_writer(), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql["done"], {"id": slot.pk, "user": actor.pk})
         if cursor.rowcount != 1:
