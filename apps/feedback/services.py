@@ -385,6 +385,8 @@ def _slot_sql() -> dict[str, str]:
         "AND state = 'leased' ORDER BY id LIMIT 1",
         "renew": f"UPDATE {table} SET leased_until = %(until)s WHERE id = %(id)s "  # noqa: S608
         "AND annotator_id = %(user)s AND state = 'leased'",
+        "any_expired": f"SELECT 1 FROM {table} WHERE queue_id = %(queue)s AND state = 'leased' "  # noqa: S608
+        "AND leased_until < %(now)s LIMIT 1",
         "expired": claim.format(
             where="s.queue_id = %(queue)s AND s.state = 'leased' AND s.leased_until < %(now)s",
             order="s.leased_until, s.id",
@@ -456,6 +458,8 @@ def annotation_next(
             with connection.cursor() as cursor:
                 cursor.execute(sql["held"], params)
                 row = cursor.fetchone()
+                cursor.execute(sql["any_expired"], params)
+                kinds = ("expired", "fresh") if cursor.fetchone() else ("fresh",)  # a read spares a write
             with _one_writer(), connection.cursor() as cursor:
                 if row is not None:
                     cursor.execute(sql["renew"], {**params, "id": row[0]})
@@ -464,7 +468,7 @@ def annotation_next(
                     slot = _slot_from(row)
                     slot.leased_until = now_ + timedelta(minutes=queue.lease_minutes)
                     return slot
-                for kind in ("expired", "fresh"):
+                for kind in kinds:
                     cursor.execute(sql[kind], params)
                     row = cursor.fetchone()
                     if row is not None:
