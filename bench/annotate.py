@@ -16,7 +16,8 @@ What one run does:
    in process with Django's test client (the server's time, without the network):
    POST /api/v1/feedback/queues/{id}/next, then POST /api/v1/feedback/slots/{slot}/submit with a rating.
    - "annotators": each one reads the item for a random --think time (uniform, mean 5 s: faster than a
-     person who reads an answer and rates it on a rubric, typically 15 to 60 s) between next and submit.
+     person who reads an answer and rates it on a rubric, typically 15 to 60 s) between next and submit,
+     and starts within one reading time of the others (not all 50 in the same millisecond).
    - "saturation": no reading time at all, every thread back-to-back, for --seconds: the capacity.
 3. Printed: p50/p95/p99 of next, of submit and of the two together (the target: p95 of next + submit
    under 50 ms in the annotators run), throughput in ratings per second, and the checks: no slot handed out
@@ -197,6 +198,8 @@ def run(label: str, args, queue_ids: list[int], names: list[str], think: float, 
             barrier.wait(timeout=120)
             if not deadline_box:
                 deadline_box.append(time.perf_counter() + args.seconds)
+            if think:  # people do not all click at the same instant: each starts within one reading time
+                time.sleep(rng.uniform(0, 2 * think))
             while time.perf_counter() < deadline_box[0]:
                 queue_id = rng.choice(queue_ids)
                 body = {"values": {"ok": rng.random() < 0.8, "helpfulness": rng.randint(1, 5)}}
