@@ -68,6 +68,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/dashboards.py
 	$(PY) bench/jobs.py
+	$(PY) bench/annotate.py
 
 bench-load: install
 	$(PY) bench/load.py

@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("apps.registry.api_urls")),
     path("", include("apps.tuning.api_urls")),
     path("", include("apps.tuning.api_urls_deployments")),
+    path("", include("apps.feedback.api_urls")),
 ]

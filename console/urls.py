@@ -21,6 +21,7 @@ urlpatterns = [
     path("registry/", include("apps.registry.urls")),
     path("tuning/", include("apps.tuning.urls")),
     path("deployments/", include("apps.tuning.urls_deployments")),
+    path("feedback/", include("apps.feedback.urls")),
     path("api/v1/", include("console.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(

@@ -3,6 +3,7 @@ from django.core.management import call_command
 from apps.accounts.models import ApiToken, Membership, User
 from apps.audit.services import audit_chain_verify
 from apps.catalog.models import PromptLabel, VersionStatus
+from apps.feedback.models import AnnotationQueue, EndUserFeedback
 from apps.logs.models import EventState, LogEvent
 from apps.registry.models import Adapter, AdapterAlias
 from apps.tuning.models import Deployment
@@ -31,6 +32,10 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
     live = Deployment.objects.get(endpoint__name="support-chat")
     assert live.status == "promoted" and live.adapter_version == champion.version
     assert Adapter.objects.filter(name="demo-tone", base_model__model_id="tiny").exists()
+    queue = AnnotationQueue.objects.get(name="support-weekly")
+    assert queue.item_count == 20 and queue.overlap == 2
+    assert set(queue.assignees.values_list("username", flat=True)) == {"ann1", "ann2"}
+    assert EndUserFeedback.objects.count() == 80
     assert audit_chain_verify().ok
 
     call_command("seed_demo")

@@ -20,6 +20,11 @@ class Scope(models.TextChoices):
     LOGS_READ = "logs:read", _("Read redacted logs")
     LOGS_WRITE = "logs:write", _("Send logs")
     FEEDBACK_WRITE = "feedback:write", _("Send end-user feedback")
+    FEEDBACK_READ = "feedback:read", _("Read rating schemas, queues, results and datasets")
+    ANNOTATIONS_WRITE = (
+        "annotations:write",
+        _("Define schemas and queues, annotate, adjudicate, export datasets"),
+    )
     COSTS_READ = "costs:read", _("Read costs")
     COSTS_WRITE = "costs:write", _("Manage budgets and price tables")
     MODELS_READ = "models:read", _("Read the model and adapter registry")

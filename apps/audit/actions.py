@@ -70,6 +70,11 @@ ACTIONS = {
     "deployments.action_failed": _("Deployment promotion or rollback failed"),
     "deployments.deployment_promoted": _("Deployment promoted"),
     "deployments.deployment_rolled_back": _("Deployment rolled back"),
+    "feedback.schema_created": _("Rating schema created"),
+    "feedback.queue_created": _("Annotation queue created"),
+    "feedback.queue_closed": _("Annotation queue closed"),
+    "feedback.item_adjudicated": _("Item adjudicated"),
+    "feedback.dataset_exported": _("Dataset exported"),
 }
 
 

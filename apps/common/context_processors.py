@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from apps.accounts.roles import AUDIT_READERS, CATALOG_READERS, REGISTRY_READERS, Role
 from apps.accounts.selectors import user_team_roles
 from apps.costs.selectors import COST_READERS
+from apps.feedback.services import ANNOTATORS, FEEDBACK_MANAGERS
 from apps.logs.selectors import LOG_AGGREGATE_READERS
 
 
@@ -41,6 +42,8 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     if held & REGISTRY_READERS:
         # Models: the registry, tuning and deployments, one section with tabs
         add("registry", _("Models"), reverse("registry:index"), sections=("tuning", "deployments"))
+    if held & (FEEDBACK_MANAGERS | ANNOTATORS):
+        add("feedback", _("Annotation"), reverse("feedback:index"))
     if held & AUDIT_READERS:
         add("audit", _("Audit"), reverse("audit:list"))
     add("accounts", _("Tokens"), reverse("accounts:tokens"))

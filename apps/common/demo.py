@@ -157,6 +157,7 @@ def demo_seed(*, password: str) -> DemoResult:
 
         _demo_logs(eng)
         _demo_registry(eng=eng, gov=gov, team=support)
+        _demo_feedback(users)
 
         _, result.token = token_create(
             actor=eng,
@@ -340,3 +341,56 @@ def _demo_logs(engineer: User) -> None:
         log_events_scan(event_ids=ids[start : start + 500])
     if result.accepted != len(events):
         raise RuntimeError(f"Only {result.accepted} of {len(events)} demo log events were accepted.")
+
+
+DEMO_RUBRIC = [
+    {"name": "ok", "kind": "thumbs", "guidance": "Would you send this answer to the customer as it is?"},
+    {
+        "name": "helpfulness",
+        "kind": "scale",
+        "min": 1,
+        "max": 5,
+        "guidance": "1: useless · 3: partly answers · 5: solves the customer's problem",
+    },
+    {"name": "tone", "kind": "labels", "labels": ["kind", "neutral", "curt"], "guidance": "How it sounds."},
+    {"name": "corrected", "kind": "text", "guidance": "The answer you would have sent, if different."},
+]
+
+
+def _demo_feedback(users: dict[str, User]) -> None:
+    """A rubric, a queue of 20 demo calls for ann1 and ann2 (two ratings per item), and some end-user
+    feedback (the dashboard's feedback KPI and the queue filter on negative feedback)."""
+    from apps.feedback.services import (
+        annotation_queue_create,
+        end_user_feedback_record,
+        rating_schema_create,
+    )
+
+    team = Team.objects.get(slug="support")
+    schema = rating_schema_create(
+        actor=users["gov"],
+        team=team,
+        name="support-rubric",
+        description="How good is a first answer to a support question?",
+        criteria=DEMO_RUBRIC,
+    )
+    annotation_queue_create(
+        actor=users["eng"],
+        team=team,
+        name="support-weekly",
+        schema=schema,
+        size=20,
+        sampling_rate=0.5,
+        overlap=2,
+        assignees=[users["ann1"], users["ann2"]],
+        instructions="Rate the bot's first answer. Correct it when you would have answered differently.",
+    )
+    for i in range(0, 240, 3):
+        end_user_feedback_record(
+            actor=users["eng"],
+            team=team,
+            request_id=f"demo-{i:04d}",
+            end_user=f"customer-{i % 41:03d}",
+            thumbs=i % 4 != 0,
+            score=None if i % 2 else 2 + i % 4,
+        )

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from apps.accounts.roles import CATALOG_READERS
+from apps.accounts.roles import CATALOG_READERS, Role
 from apps.accounts.selectors import user_team_ids
 from apps.common.database import (
     database_unavailable_recover,
@@ -68,6 +68,8 @@ def render_page_or_fragment(
 def home(request: HttpRequest) -> HttpResponse:
     if user_team_ids(request.user, CATALOG_READERS):
         return redirect("catalog:list")
+    if user_team_ids(request.user, [Role.ANNOTATOR]):
+        return redirect("feedback:index")
     return redirect("accounts:tokens")
 
 

@@ -52,6 +52,7 @@ from apps.costs.selectors import (
     price_list,
 )
 from apps.costs.services import BUDGET_MANAGERS, budget_create, budget_raise_request, budget_update, price_set
+from apps.feedback.selectors import feedback_kpis
 
 # Colours of the charts (the console's palette, distinguishable for the common colour-vision deficiencies).
 ACCENT = "#1d4ed8"
@@ -568,13 +569,18 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     d, budgets, current = _dashboard(request, form, group_bys)
     charts = [build(d) for _groups, build in CHARTS.values()] if d.totals["requests"] else []
     query = request.GET.urlencode()
+    feedback = feedback_kpis(user=request.user, filters=d.filters)
+    team_rows = _team_rows(d, teams, budgets, current)
+    for row in team_rows:
+        row["feedback"] = feedback["teams"].get(row["team"].slug)
     context = {
         "form": form,
         "d": d,
         "totals": d.totals,
         "budget": d.budget,
         "charts": charts,
-        "team_rows": _team_rows(d, teams, budgets, current),
+        "team_rows": team_rows,
+        "feedback": feedback["totals"],
         "query": query,
         "currency": _currency(),
         "is_admin": user_is_admin_anywhere(request.user),

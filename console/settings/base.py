@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "apps.costs",
     "apps.registry",
     "apps.tuning",
+    "apps.feedback",
 ]
 
 MIDDLEWARE = [

@@ -41,6 +41,10 @@ def test_schema_validates_without_warnings(tmp_path):
         "/api/v1/audit/verify",
         "/api/v1/tokens/",
         "/api/v1/tokens/{token_id}/",
+        "/api/v1/feedback/",
+        "/api/v1/feedback/queues/{queue_id}/next",
+        "/api/v1/feedback/slots/{slot_id}/submit",
+        "/api/v1/datasets/{dataset_id}/",
     ]:
         assert f"  {path}:" in schema, path
     assert "bearerAuth" in schema

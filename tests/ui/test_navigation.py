@@ -17,12 +17,22 @@ def test_navigation_by_role(world, catalog, client_as):
         "logs",
         "costs",
         "registry",
+        "feedback",
         "audit",
         "accounts",
     ]
-    assert nav_keys(client_as(world.admin)) == ["catalog", "logs", "costs", "registry", "audit", "accounts"]
-    assert nav_keys(client_as(world.eng)) == ["catalog", "logs", "costs", "registry", "accounts"]
-    assert nav_keys(client_as(world.ann1)) == ["accounts"]
+    assert nav_keys(client_as(world.admin)) == [
+        "catalog",
+        "logs",
+        "costs",
+        "registry",
+        "feedback",
+        "audit",
+        "accounts",
+    ]
+    assert nav_keys(client_as(world.eng)) == ["catalog", "logs", "costs", "registry", "feedback", "accounts"]
+    assert nav_keys(client_as(world.ann1)) == ["feedback", "accounts"]
+    assert nav_keys(client_as(world.owner)) == ["catalog", "logs", "costs", "registry", "accounts"]
     world.admin.is_staff = True
     world.admin.save()
     assert nav_keys(client_as(world.admin))[-1] == "admin"

@@ -72,7 +72,7 @@ def test_page_matrix(page, world, catalog, client_as):
 
 def test_home_sends_each_user_where_they_can_work(world, client_as):
     assert client_as(world.eng).get("/")["Location"] == reverse("catalog:list")
-    assert client_as(world.ann1).get("/")["Location"] == reverse("accounts:tokens")
+    assert client_as(world.ann1).get("/")["Location"] == reverse("feedback:index")
 
 
 def test_sign_in_page_is_public(client_as):
