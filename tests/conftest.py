@@ -88,6 +88,7 @@ def _local_backend_folders(settings, tmp_path):
 
     settings.LOCAL_JOBS_DIR = str(tmp_path / "local-jobs")
     settings.LOCAL_ENDPOINTS_DIR = str(tmp_path / "local-endpoints")
+    settings.LOCAL_EXPORTED_DATASETS_DIR = str(tmp_path / "local-datasets")
     get_job_backend.cache_clear()
     get_serving_backend.cache_clear()
     yield

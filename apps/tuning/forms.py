@@ -12,9 +12,18 @@ class TuningRequestForm(forms.Form):
     train_dataset_uri = forms.CharField(
         max_length=1000,
         label=_("Training dataset"),
-        help_text=_("JSONL chat data: gs://…, bq://…, or a file on this machine for the local runner."),
+        help_text=_(
+            "JSONL chat data: a dataset exported from annotations (atalaya://datasets/…, suggested as you type), "
+            "gs://…, bq://…, or a file on this machine for the local runner."
+        ),
+        widget=forms.TextInput(attrs={"list": "tuning-datasets"}),
     )
-    validation_dataset_uri = forms.CharField(max_length=1000, required=False, label=_("Validation dataset"))
+    validation_dataset_uri = forms.CharField(
+        max_length=1000,
+        required=False,
+        label=_("Validation dataset"),
+        widget=forms.TextInput(attrs={"list": "tuning-datasets"}),
+    )
     rank = forms.IntegerField(min_value=1, max_value=512, initial=8, required=False, label=_("LoRA rank"))
     alpha = forms.FloatField(min_value=0.0001, initial=16, required=False, label=_("LoRA alpha"))
     dropout = forms.FloatField(min_value=0, max_value=0.99, initial=0.05, required=False, label=_("Dropout"))

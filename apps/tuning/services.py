@@ -25,6 +25,7 @@ from apps.common.tasks import enqueue_on_commit
 from apps.costs.models import Price, PriceKind
 from apps.registry.models import Adapter, TuningMethod
 from apps.registry.services import DATASET_SCHEMES, adapter_version_register
+from apps.tuning.datasets import console_dataset_check, console_dataset_file, is_console_dataset
 from apps.tuning.models import TUNING_TRANSITIONS, TuningRequest, TuningStatus
 from apps.workflows.models import ApprovalRequest, Decision, SubjectKind
 from apps.workflows.registry import SubjectHandler, subject_kind_register
@@ -222,11 +223,16 @@ def tuning_request_create(
     machine, accelerator, count = _hardware(adapter.method, machine_type, accelerator_type, accelerator_count)
     hours = _hours(estimated_hours)
     hourly, cost = cost_estimate(accelerator_type=accelerator, accelerator_count=count, hours=hours)
+    train = _uri(train_dataset_uri, "train_dataset_uri", required=True)
+    validation = _uri(validation_dataset_uri, "validation_dataset_uri", required=False)
+    for field, uri in (("train_dataset_uri", train), ("validation_dataset_uri", validation)):
+        if is_console_dataset(uri):
+            console_dataset_check(uri=uri, team_id=adapter.team_id, field=field)
     request = TuningRequest.objects.create(
         team=adapter.team,
         adapter=adapter,
-        train_dataset_uri=_uri(train_dataset_uri, "train_dataset_uri", required=True),
-        validation_dataset_uri=_uri(validation_dataset_uri, "validation_dataset_uri", required=False),
+        train_dataset_uri=train,
+        validation_dataset_uri=validation,
         hyperparameters=_hyperparameters(adapter.method, hyperparameters or {}),
         machine_type=machine,
         accelerator_type=accelerator,
@@ -397,6 +403,11 @@ def job_key(request: TuningRequest) -> str:
     return f"atalaya-tuning-{request.pk}"
 
 
+def _job_data(uri: str) -> str:
+    """What the job reads: a dataset exported from annotations is written out as a file first."""
+    return console_dataset_file(uri) if uri and is_console_dataset(uri) else uri
+
+
 def training_spec(request: TuningRequest) -> TrainingSpec:
     adapter = request.adapter
     return TrainingSpec(
@@ -404,8 +415,8 @@ def training_spec(request: TuningRequest) -> TrainingSpec:
         display_name=f"{adapter.team.slug}-{adapter.name}-tuning-{request.pk}"[:128],
         method=adapter.method,
         base_model=adapter.base_model.model_id,
-        train_uri=request.train_dataset_uri,
-        validation_uri=request.validation_dataset_uri,
+        train_uri=_job_data(request.train_dataset_uri),
+        validation_uri=_job_data(request.validation_dataset_uri),
         hyperparameters=dict(request.hyperparameters),
         machine_type=request.machine_type,
         accelerator_type=request.accelerator_type,

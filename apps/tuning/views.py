@@ -65,7 +65,18 @@ def request_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, _("Tuning request #%(id)s saved.") % {"id": created.pk})
             return redirect("tuning:request", request_id=created.pk)
-    return render(request, "tuning/form.html", {"form": form, "has_adapters": adapters.exists()})
+    from apps.feedback.models import Dataset, DatasetKind
+
+    datasets = Dataset.objects.filter(team_id__in=writable, kind=DatasetKind.SFT).select_related("team")
+    return render(
+        request,
+        "tuning/form.html",
+        {
+            "form": form,
+            "has_adapters": adapters.exists(),
+            "datasets": datasets.defer("content", "lineage")[:100],
+        },
+    )
 
 
 def _detail_context(request: HttpRequest, tuning: TuningRequest) -> dict:

@@ -355,6 +355,8 @@ LOCAL_DATASET_DIRS = env.list(
     "ATALAYA_LOCAL_DATASET_DIRS",
     default=[str(BASE_DIR / "deploy" / "trainer" / "examples"), str(VAR_DIR / "datasets")],
 )
+# Where datasets exported from annotations (atalaya://datasets/…) are written out for the local runner.
+LOCAL_EXPORTED_DATASETS_DIR = env.str("ATALAYA_EXPORTED_DATASETS_DIR", default=str(VAR_DIR / "datasets"))
 # Its endpoints and traffic splits (the local serving backend keeps them in JSON files there).
 LOCAL_ENDPOINTS_DIR = env.str("ATALAYA_LOCAL_ENDPOINTS_DIR", default=str(VAR_DIR / "endpoints"))
 TRAINER_COMMAND = shlex.split(

@@ -63,7 +63,9 @@ def _local_path(uri: str, what: str) -> str:
     if not path.is_absolute():
         path = Path(settings.BASE_DIR) / path
     path = path.resolve()
-    roots = [Path(root).resolve() for root in settings.LOCAL_DATASET_DIRS]
+    roots = [
+        Path(root).resolve() for root in [*settings.LOCAL_DATASET_DIRS, settings.LOCAL_EXPORTED_DATASETS_DIR]
+    ]
     if not any(path.is_relative_to(root) for root in roots):
         # The trainer runs as the worker: it must not become a way to read the worker's other files.
         raise BackendError(
