@@ -45,7 +45,8 @@ from apps.registry.services import (
 from apps.workflows.api import ApprovalRequestOutputSerializer
 
 
-def _team_for_write(request: Request, slug: str | None) -> Team:
+def team_for_write(request: Request, slug: str | None) -> Team:
+    """The team a write goes to: the one named (which the caller must belong to), else the token's."""
     if slug:
         team = team_get_by_slug(user=request.user, slug=slug)
         if team is None:
@@ -57,7 +58,7 @@ def _team_for_write(request: Request, slug: str | None) -> Team:
     raise serializers.ValidationError({"team": ["Name the team (its slug)."]})
 
 
-def _team_filter(request: Request, slug: str) -> Team | bool | None:
+def team_filter(request: Request, slug: str) -> Team | bool | None:
     """The team named by ?team= among the caller's readable teams; False when named but not readable."""
     if not slug:
         return None
@@ -155,7 +156,7 @@ class BaseModelListCreateApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         filters = validated(self.FilterSerializer, request.query_params)
-        team = _team_filter(request, filters.get("team", ""))
+        team = team_filter(request, filters.get("team", ""))
         queryset = base_model_list(
             user=request.user,
             team_id=team.pk if team else None,
@@ -175,7 +176,7 @@ class BaseModelListCreateApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validated(self.InputSerializer, request.data)
-        team = _team_for_write(request, data.pop("team", None))
+        team = team_for_write(request, data.pop("team", None))
         model = base_model_register(actor=request.user, team=team, **data)
         return Response(BaseModelOutputSerializer(model).data, status=201)
 
@@ -216,7 +217,7 @@ class AdapterListCreateApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         filters = validated(self.FilterSerializer, request.query_params)
-        team = _team_filter(request, filters.get("team", ""))
+        team = team_filter(request, filters.get("team", ""))
         queryset = adapter_list(
             user=request.user,
             team_id=team.pk if team else None,

@@ -14,9 +14,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.accounts.models import Team
-from apps.accounts.roles import REGISTRY_READERS, Scope
-from apps.accounts.selectors import active_token, team_get_by_slug
+from apps.accounts.roles import Scope
 from apps.common.api import (
     PAGINATION_PARAMETERS,
     ApiView,
@@ -28,8 +26,8 @@ from apps.common.api import (
     paginated_schema,
     validated,
 )
-from apps.common.exceptions import NotFound
 from apps.common.permissions import HasScope
+from apps.registry.api import team_filter, team_for_write
 from apps.registry.selectors import base_model_get
 from apps.tuning.deployment_selectors import (
     deployable_version_get,
@@ -49,25 +47,6 @@ from apps.tuning.deployments import (
 )
 from apps.tuning.models import Deployment, DeploymentStatus, DeploymentStrategy
 from apps.workflows.api import ApprovalRequestOutputSerializer
-
-
-def _team_for_write(request: Request, slug: str | None) -> Team:
-    if slug:
-        team = team_get_by_slug(user=request.user, slug=slug)
-        if team is None:
-            raise NotFound(f"No team {slug!r}.", code="team_not_found")
-        return team
-    token = active_token(request.user)
-    if token is not None:
-        return token.team
-    raise serializers.ValidationError({"team": ["Name the team (its slug)."]})
-
-
-def _team_filter(request: Request, slug: str) -> Team | bool | None:
-    """The team named by ?team= among the caller's readable teams; False when named but not readable."""
-    if not slug:
-        return None
-    return team_get_by_slug(user=request.user, slug=slug, roles=REGISTRY_READERS) or False
 
 
 class AdapterVersionRefSerializer(serializers.Serializer):
@@ -183,7 +162,7 @@ class EndpointListCreateApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         filters = validated(self.FilterSerializer, request.query_params)
-        team = _team_filter(request, filters.get("team", ""))
+        team = team_filter(request, filters.get("team", ""))
         queryset = endpoint_list(user=request.user, team_id=team.pk if team else None)
         if team is False:
             queryset = queryset.none()
@@ -198,7 +177,7 @@ class EndpointListCreateApi(ApiView):
     )
     def post(self, request: Request) -> Response:
         data = validated(self.InputSerializer, request.data)
-        team = _team_for_write(request, data.pop("team", None))
+        team = team_for_write(request, data.pop("team", None))
         endpoint = endpoint_create(actor=request.user, team=team, name=data["name"])
         return Response(EndpointOutputSerializer(endpoint).data, status=201)
 
@@ -264,7 +243,7 @@ class DeploymentListCreateApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         filters = validated(self.FilterSerializer, request.query_params)
-        team = _team_filter(request, filters.get("team", ""))
+        team = team_filter(request, filters.get("team", ""))
         queryset = deployment_list(
             user=request.user,
             team_id=team.pk if team else None,

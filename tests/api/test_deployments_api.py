@@ -31,6 +31,7 @@ from apps.tuning.deployments import (
 from apps.tuning.models import Deployment, Endpoint
 from apps.workflows.models import ApprovalRequest
 from apps.workflows.services import approval_decision_record
+from tests.api.matrix import READERS, ROLES, Operation, call, expect
 from tests.factories import make_token, make_world
 from workers.deployments import apply_action, deploy
 
@@ -136,33 +137,6 @@ def ds(_module_scene, db, settings, tmp_path) -> DeployScene:
     get_serving_backend.cache_clear()
 
 
-ROLES = ["admin", "gov", "eng", "owner", "ann1", "anon"]
-READERS = {"admin", "gov", "eng", "owner"}
-
-
-def expect(default: int, anon: int = 401, **by_role: int) -> dict[str, int]:
-    statuses = dict.fromkeys(ROLES, default)
-    statuses["anon"] = anon
-    statuses.update(by_role)
-    return statuses
-
-
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    method: str
-    url: Any
-    own: dict[str, int]
-    other: dict[str, int]
-    scope: str
-    token_status: int
-    body: Any = None
-
-    @property
-    def writes(self) -> bool:
-        return self.method != "get"
-
-
 def _team(team: str) -> str:
     return "support" if team == "own" else "finance"
 
@@ -257,13 +231,6 @@ OPERATIONS = [
         token_status=202,
     ),
 ]
-
-
-def call(client, op: Operation, s: DeployScene, team: str = "own"):
-    method = getattr(client, op.method)
-    if op.body is None:
-        return method(op.url(s, team), format="json") if op.writes else method(op.url(s, team))
-    return method(op.url(s, team), op.body(s, team), format="json")
 
 
 @pytest.mark.parametrize("team", ["own", "other"])

@@ -17,6 +17,7 @@ from apps.audit.models import AuditEvent
 from apps.registry.models import Adapter, AdapterAlias, AdapterVersion, AliasMove, FoundationModel, Provider
 from apps.registry.services import adapter_create, adapter_version_register, base_model_register
 from apps.workflows.models import ApprovalRequest
+from tests.api.matrix import READERS, ROLES, Operation, call, expect
 from tests.factories import make_token, make_world
 
 
@@ -81,33 +82,6 @@ def rs(_module_registry_scene, db) -> RegistryScene:
     return _module_registry_scene
 
 
-ROLES = ["admin", "gov", "eng", "owner", "ann1", "anon"]
-READERS = {"admin", "gov", "eng", "owner"}
-
-
-def expect(default: int, anon: int = 401, **by_role: int) -> dict[str, int]:
-    statuses = dict.fromkeys(ROLES, default)
-    statuses["anon"] = anon
-    statuses.update(by_role)
-    return statuses
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    method: str
-    url: Any
-    own: dict[str, int]
-    other: dict[str, int]
-    scope: str
-    token_status: int
-    body: Any = None
-
-    @property
-    def writes(self) -> bool:
-        return self.method != "get"
-
-
 def _team(team: str) -> str:
     return "support" if team == "own" else "finance"
 
@@ -117,7 +91,7 @@ def _adapter(s: RegistryScene, team: str) -> int:
 
 
 ENDPOINTS = [
-    Endpoint(
+    Operation(
         "models_list",
         "get",
         lambda s, t: f"/api/v1/models/?team={_team(t)}",
@@ -126,7 +100,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "models_create",
         "post",
         lambda s, t: "/api/v1/models/",
@@ -141,7 +115,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_WRITE,
         token_status=201,
     ),
-    Endpoint(
+    Operation(
         "models_retrieve",
         "get",
         lambda s, t: f"/api/v1/models/{s.models[t].pk}/",
@@ -150,7 +124,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "adapters_list",
         "get",
         lambda s, t: f"/api/v1/adapters/?team={_team(t)}",
@@ -159,7 +133,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "adapters_create",
         "post",
         lambda s, t: "/api/v1/adapters/",
@@ -169,7 +143,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_WRITE,
         token_status=201,
     ),
-    Endpoint(
+    Operation(
         "adapters_retrieve",
         "get",
         lambda s, t: f"/api/v1/adapters/{_adapter(s, t)}/",
@@ -178,7 +152,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "adapter_versions_list",
         "get",
         lambda s, t: f"/api/v1/adapters/{_adapter(s, t)}/versions/",
@@ -187,7 +161,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "adapter_versions_create",
         "post",
         lambda s, t: f"/api/v1/adapters/{_adapter(s, t)}/versions/",
@@ -197,7 +171,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_WRITE,
         token_status=201,
     ),
-    Endpoint(
+    Operation(
         "adapter_versions_retrieve",
         "get",
         lambda s, t: f"/api/v1/adapters/{_adapter(s, t)}/versions/1/",
@@ -206,7 +180,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "adapter_alias_move",
         "post",
         lambda s, t: f"/api/v1/adapters/{_adapter(s, t)}/aliases/",
@@ -217,13 +191,6 @@ ENDPOINTS = [
         token_status=202,
     ),
 ]
-
-
-def call(client, endpoint: Endpoint, s: RegistryScene, team: str = "own"):
-    method = getattr(client, endpoint.method)
-    if endpoint.body is None:
-        return method(endpoint.url(s, team))
-    return method(endpoint.url(s, team), endpoint.body(s, team), format="json")
 
 
 @pytest.mark.parametrize("team", ["own", "other"])

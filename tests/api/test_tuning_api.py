@@ -15,6 +15,7 @@ from apps.registry.services import adapter_create, base_model_register
 from apps.tuning.models import TuningRequest
 from apps.tuning.services import tuning_request_create
 from apps.workflows.models import ApprovalRequest
+from tests.api.matrix import READERS, ROLES, Operation, call, expect
 from tests.factories import make_token, make_world
 
 
@@ -74,28 +75,8 @@ def scene(_module_scene, db) -> Scene:
     return _module_scene
 
 
-ROLES = ["admin", "gov", "eng", "owner", "ann1", "anon"]
-READERS = {"admin", "gov", "eng", "owner"}
-
-
-def expect(default: int, anon: int = 401, **by_role: int) -> dict[str, int]:
-    return {**dict.fromkeys(ROLES, default), "anon": anon, **by_role}
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    name: str
-    method: str
-    url: Any
-    own: dict[str, int]
-    other: dict[str, int]
-    scope: str
-    token_status: int
-    body: Any = None
-
-
 ENDPOINTS = [
-    Endpoint(
+    Operation(
         "tuning_requests_list",
         "get",
         lambda s, t: f"/api/v1/tuning-requests/?team={'support' if t == 'own' else 'finance'}",
@@ -104,7 +85,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "tuning_requests_create",
         "post",
         lambda s, t: "/api/v1/tuning-requests/",
@@ -120,7 +101,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_WRITE,
         token_status=201,
     ),
-    Endpoint(
+    Operation(
         "tuning_requests_retrieve",
         "get",
         lambda s, t: f"/api/v1/tuning-requests/{s.drafts[t].pk}/",
@@ -129,7 +110,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_READ,
         token_status=200,
     ),
-    Endpoint(
+    Operation(
         "tuning_requests_submit",
         "post",
         lambda s, t: f"/api/v1/tuning-requests/{s.drafts[t].pk}/submit/",
@@ -138,7 +119,7 @@ ENDPOINTS = [
         scope=Scope.MODELS_WRITE,
         token_status=201,
     ),
-    Endpoint(
+    Operation(
         "tuning_requests_cancel",
         "post",
         lambda s, t: f"/api/v1/tuning-requests/{s.drafts[t].pk}/cancel/",
@@ -148,13 +129,6 @@ ENDPOINTS = [
         token_status=200,
     ),
 ]
-
-
-def call(client, endpoint: Endpoint, s: Scene, team: str = "own"):
-    method = getattr(client, endpoint.method)
-    if endpoint.body is None:
-        return method(endpoint.url(s, team))
-    return method(endpoint.url(s, team), endpoint.body(s, team), format="json")
 
 
 @pytest.mark.parametrize("team", ["own", "other"])
