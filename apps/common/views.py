@@ -100,9 +100,8 @@ def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpR
 
 def server_error(request: HttpRequest) -> HttpResponse:
     exc = sys.exc_info()[1]
-    if is_database_unavailable(exc):
+    if exc is not None and is_database_unavailable(exc):
         # Raised by a middleware (a view's goes through DatabaseUnavailableMiddleware): 503, not 500.
-        assert exc is not None
         database_unavailable_recover(exc, path=request.path)
         return database_unavailable_response(request)
     if _wants_json(request):

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
@@ -368,24 +368,24 @@ def _slot_sql() -> dict[str, str]:
     table = quote(AnnotationSlot._meta.db_table)
     lock = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
     returning = ", ".join(quote(c) for c in _SLOT_COLUMNS)
-    mine = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = s.item_id AND t.annotator_id = %(user)s)"  # noqa: S608
+    mine = f"NOT EXISTS (SELECT 1 FROM {table} t WHERE t.item_id = s.item_id AND t.annotator_id = %(user)s)"  # noqa: S608  # nosec B608 # names from the model metadata, values as parameters
     claim = (
-        f"UPDATE {table} SET state = 'leased', annotator_id = %(user)s, leased_at = %(now)s, "  # noqa: S608
+        f"UPDATE {table} SET state = 'leased', annotator_id = %(user)s, leased_at = %(now)s, "  # noqa: S608  # nosec B608 # names from the model metadata, values as parameters
         f"leased_until = %(until)s WHERE id = (SELECT s.id FROM {table} s WHERE {{where}} AND {mine} "
         f"ORDER BY {{order}} LIMIT 1{lock}) AND ({{again}}) RETURNING {returning}"
     )
     annotation_table = quote(Annotation._meta.db_table)
     columns = ", ".join(quote(f.column) for f in _annotation_fields())
     return {
-        "done": f"UPDATE {table} SET state = 'done', leased_until = NULL WHERE id = %(id)s "  # noqa: S608
+        "done": f"UPDATE {table} SET state = 'done', leased_until = NULL WHERE id = %(id)s "  # noqa: S608  # nosec B608 # names from the model metadata, values as parameters
         "AND annotator_id = %(user)s AND state = 'leased'",
-        "annotate": f"INSERT INTO {annotation_table} ({columns}) "  # noqa: S608
+        "annotate": f"INSERT INTO {annotation_table} ({columns}) "  # noqa: S608  # nosec B608 # names from the model metadata, values as parameters
         f"VALUES ({', '.join(['%s'] * len(ANNOTATION_FIELDS))}) RETURNING id",
-        "held": f"SELECT {returning} FROM {table} WHERE queue_id = %(queue)s AND annotator_id = %(user)s "  # noqa: S608
+        "held": f"SELECT {returning} FROM {table} WHERE queue_id = %(queue)s AND annotator_id = %(user)s "  # noqa: S608  # nosec B608 # names from the model metadata, values as parameters
         "AND state = 'leased' ORDER BY id LIMIT 1",
-        "renew": f"UPDATE {table} SET leased_until = %(until)s WHERE id = %(id)s "  # noqa: S608
+        "renew": f"UPDATE {table} SET leased_until = %(until)s WHERE id = %(id)s "  # noqa: S608  # nosec B608 # names from the model metadata, values as parameters
         "AND annotator_id = %(user)s AND state = 'leased'",
-        "any_expired": f"SELECT 1 FROM {table} WHERE queue_id = %(queue)s AND state = 'leased' "  # noqa: S608
+        "any_expired": f"SELECT 1 FROM {table} WHERE queue_id = %(queue)s AND state = 'leased' "  # noqa: S608  # nosec B608 # names from the model metadata, values as parameters
         "AND leased_until < %(now)s LIMIT 1",
         "expired": claim.format(
             where="s.queue_id = %(queue)s AND s.state = 'leased' AND s.leased_until < %(now)s",
@@ -517,7 +517,6 @@ def annotation_submit(*, actor: User, slot_id: int, values: Any, now: datetime |
     slot = AnnotationSlot.objects.select_related("queue__schema").filter(pk=slot_id).first()
     if slot is None or slot.annotator_id != actor.pk or slot.state != SlotState.LEASED:
         _refuse(actor, slot)
-    assert slot is not None
     clean = values_validate(slot.queue.schema.criteria, values)
     now = now or timezone.now()
     annotation = Annotation(
@@ -547,7 +546,7 @@ def _annotation_fields() -> list[Any]:
 ANNOTATION_FIELDS = ("queue", "item", "slot", "annotator", "values", "seconds", "submitted_at")
 
 
-def _refuse(actor: User, slot: AnnotationSlot | None) -> None:
+def _refuse(actor: User, slot: AnnotationSlot | None) -> NoReturn:
     if slot is not None and slot.annotator_id == actor.pk and slot.state == SlotState.DONE:
         raise Conflict("You already rated this item.", code="already_rated")
     if slot is not None and queue_may_annotate(actor, slot.queue):

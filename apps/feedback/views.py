@@ -302,7 +302,8 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
             messages.success(request, _("Final values saved."))
             return redirect("feedback:item", item_id=item.pk)
     item = item_get_for_adjudication(user=request.user, item_id=item_id)
-    assert item is not None
+    if item is None:
+        raise Http404
     adjudication = getattr(item, "adjudication", None)
     annotations = list(item.annotations.all())
     rows = [{"criterion": c, "values": [a.values.get(c["name"]) for a in annotations]} for c in criteria]
@@ -332,7 +333,8 @@ def schemas(request: HttpRequest) -> HttpResponse:
     form = SchemaForm(request.POST or None, teams=teams)
     if request.method == "POST" and form.is_valid():
         team = team_get_by_slug(user=request.user, slug=form.cleaned_data["team"])
-        assert team is not None
+        if team is None:
+            raise Http404
         try:
             schema = rating_schema_create(
                 actor=request.user,

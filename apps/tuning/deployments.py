@@ -448,7 +448,8 @@ def _registration(deployment: Deployment, backend: Any) -> RegisteredModel:
             },
         )
     model = deployment.base_model
-    assert model is not None
+    if model is None:  # the deployment_has_a_model constraint: a version or a base model
+        raise ValueError(f"deployment #{deployment.pk} names no model")
     parent = (
         Deployment.objects.filter(endpoint__backend=backend.name, base_model=model)
         .exclude(model_resource="")
