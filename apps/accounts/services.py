@@ -124,7 +124,12 @@ def token_create(
 
 @transaction.atomic
 def token_revoke(*, actor: User, token_id: int) -> ApiToken:
-    token = ApiToken.objects.select_for_update().select_related("team", "user").filter(pk=token_id).first()
+    token = (
+        ApiToken.objects.select_for_update(of=("self",))
+        .select_related("team", "user")
+        .filter(pk=token_id)
+        .first()
+    )
     if token is None or (token.user_id != actor.pk and not user_has_role(actor, token.team_id, TOKEN_ADMINS)):
         raise NotFound("No such token.")
     if token.revoked_at is not None:
@@ -342,7 +347,7 @@ def oidc_sign_in(*, issuer: str, claims: Mapping[str, Any], policy: OidcPolicy) 
     """
     subject = str(claims.get("sub") or "")
     identity = (
-        OidcIdentity.objects.select_for_update()
+        OidcIdentity.objects.select_for_update(of=("self",))
         .select_related("user")
         .filter(issuer=issuer, subject=subject)
         .first()

@@ -209,7 +209,11 @@ def prompt_version_update(
 ) -> PromptVersion:
     """Edit a draft. Submitted versions are frozen: write a new version instead."""
     _require(actor, version.prompt.team_id, CATALOG_AUTHORS, "edit prompt versions")
-    version = PromptVersion.objects.select_for_update().select_related("prompt__team").get(pk=version.pk)
+    version = (
+        PromptVersion.objects.select_for_update(of=("self",))
+        .select_related("prompt__team")
+        .get(pk=version.pk)
+    )
     if version.status != VersionStatus.DRAFT:
         raise Conflict(
             f"Version {version.number} is {version.get_status_display().lower()}: its content is frozen. "
@@ -235,7 +239,11 @@ def prompt_version_update(
 @transaction.atomic
 def prompt_version_submit(*, actor: User, version: PromptVersion) -> ApprovalRequest:
     _require(actor, version.prompt.team_id, CATALOG_AUTHORS, "submit prompt versions")
-    version = PromptVersion.objects.select_for_update().select_related("prompt__team").get(pk=version.pk)
+    version = (
+        PromptVersion.objects.select_for_update(of=("self",))
+        .select_related("prompt__team")
+        .get(pk=version.pk)
+    )
     if version.status != VersionStatus.DRAFT:
         raise Conflict(
             f"Only drafts can be submitted; version {version.number} is "
@@ -265,7 +273,11 @@ def prompt_version_submit(*, actor: User, version: PromptVersion) -> ApprovalReq
 @transaction.atomic
 def prompt_version_retire(*, actor: User, version: PromptVersion) -> PromptVersion:
     _require(actor, version.prompt.team_id, PROTECTED_LABEL_MOVERS, "retire prompt versions")
-    version = PromptVersion.objects.select_for_update().select_related("prompt__team").get(pk=version.pk)
+    version = (
+        PromptVersion.objects.select_for_update(of=("self",))
+        .select_related("prompt__team")
+        .get(pk=version.pk)
+    )
     if version.status != VersionStatus.APPROVED:
         raise Conflict("Only approved versions can be retired.", code="invalid_state")
     labels = list(version.labels.values_list("name", flat=True))

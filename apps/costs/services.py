@@ -307,7 +307,7 @@ def budget_create(
 
 @transaction.atomic
 def budget_update(*, actor: User, budget: Budget, **changes) -> Budget:
-    budget = Budget.objects.select_for_update().select_related("team").get(pk=budget.pk)
+    budget = Budget.objects.select_for_update(of=("self",)).select_related("team").get(pk=budget.pk)
     _require_manager(actor, budget.team)
     allowed = {"amount", "thresholds", "hard_limit", "recipients", "webhook_url", "active", "period"}
     unknown = set(changes) - allowed
@@ -429,7 +429,10 @@ def budget_alert_notify(*, alert_id: int) -> bool:
 
     with transaction.atomic():
         alert = (
-            BudgetAlert.objects.select_for_update().select_related("budget__team").filter(pk=alert_id).first()
+            BudgetAlert.objects.select_for_update(of=("self",))
+            .select_related("budget__team")
+            .filter(pk=alert_id)
+            .first()
         )
         if alert is None or alert.notified_at is not None:
             return False

@@ -309,7 +309,7 @@ def annotation_queue_create(
 
 @transaction.atomic
 def annotation_queue_close(*, actor: User, queue: AnnotationQueue) -> AnnotationQueue:
-    queue = AnnotationQueue.objects.select_for_update().select_related("team").get(pk=queue.pk)
+    queue = AnnotationQueue.objects.select_for_update(of=("self",)).select_related("team").get(pk=queue.pk)
     _require(
         actor, queue.team, FEEDBACK_MANAGERS, "Only governance, engineers and administrators close queues."
     )
@@ -493,7 +493,7 @@ def _claimable_left(queue: AnnotationQueue, actor: User) -> bool:
 
 def _held_slot(actor: User, slot_id: int) -> AnnotationSlot:
     slot = (
-        AnnotationSlot.objects.select_for_update()
+        AnnotationSlot.objects.select_for_update(of=("self",))
         .select_related("queue", "queue__schema", "queue__team")
         .filter(pk=slot_id)
         .first()

@@ -221,7 +221,7 @@ def adapter_version_register(
     jobs produce with their lineage (check_role=False: the approval already decided who may)."""
     if check_role:
         _require(actor, adapter.team_id, "register adapter versions")
-    adapter = Adapter.objects.select_for_update().select_related("team").get(pk=adapter.pk)
+    adapter = Adapter.objects.select_for_update(of=("self",)).select_related("team").get(pk=adapter.pk)
     version = AdapterVersion.objects.create(
         adapter=adapter,
         number=(adapter.versions.aggregate(n=Max("number"))["n"] or 0) + 1,
@@ -266,7 +266,7 @@ def alias_move_request(
     """Ask to point `alias` at a version (None: take the alias off). Applied when the request is approved."""
     _require(actor, adapter.team_id, "move adapter aliases")
     _validate_slug(alias, alias_validator, "alias")
-    adapter = Adapter.objects.select_for_update().select_related("team").get(pk=adapter.pk)
+    adapter = Adapter.objects.select_for_update(of=("self",)).select_related("team").get(pk=adapter.pk)
     version = None
     if version_number is not None:
         version = adapter.versions.filter(number=version_number).first()
@@ -352,7 +352,9 @@ def _alias_apply(*, move: AliasMove, actor: User, request: ApprovalRequest) -> N
 
 def _alias_move_close(*, subject: AliasMove, request: ApprovalRequest, actor: User, comment: str) -> None:
     subject = (
-        AliasMove.objects.select_for_update().select_related("adapter__team", "version").get(pk=subject.pk)
+        AliasMove.objects.select_for_update(of=("self",))
+        .select_related("adapter__team", "version")
+        .get(pk=subject.pk)
     )
     if request.status == "approved":
         _alias_apply(move=subject, actor=actor, request=request)

@@ -309,7 +309,7 @@ def deployment_submit(*, actor: User, deployment: Deployment) -> ApprovalRequest
     pass the one-change-at-a-time check."""
     Endpoint.objects.select_for_update().get(pk=deployment.endpoint_id)
     deployment = (
-        Deployment.objects.select_for_update()
+        Deployment.objects.select_for_update(of=("self",))
         .select_related("endpoint__team", "adapter_version__adapter", "base_model")
         .get(pk=deployment.pk)
     )
@@ -472,7 +472,7 @@ def deployment_deploy(*, deployment_id: int, backend: Any) -> Deployment | None:
     endpoint instead of deploying it twice. BackendUnavailable propagates (the task retries)."""
     with transaction.atomic():
         deployment = (
-            Deployment.objects.select_for_update()
+            Deployment.objects.select_for_update(of=("self",))
             .select_related("endpoint__team")
             .filter(pk=deployment_id)
             .first()
@@ -560,7 +560,9 @@ def deployment_deploy(*, deployment_id: int, backend: Any) -> Deployment | None:
 
 def _check_action(actor: User, deployment: Deployment, to: str, what: str) -> Endpoint:
     """Row locks taken (endpoint, then deployment); the click refused with a precise error, or allowed."""
-    endpoint = Endpoint.objects.select_for_update().select_related("team").get(pk=deployment.endpoint_id)
+    endpoint = (
+        Endpoint.objects.select_for_update(of=("self",)).select_related("team").get(pk=deployment.endpoint_id)
+    )
     locked = Deployment.objects.select_for_update().get(pk=deployment.pk)
     _require(actor, locked.team_id, DEPLOYMENT_OPERATORS, what)
     if to not in DEPLOYMENT_TRANSITIONS[locked.status]:

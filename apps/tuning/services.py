@@ -263,7 +263,7 @@ def tuning_request_create(
 @transaction.atomic
 def tuning_request_submit(*, actor: User, request: TuningRequest) -> ApprovalRequest:
     request = (
-        TuningRequest.objects.select_for_update()
+        TuningRequest.objects.select_for_update(of=("self",))
         .select_related("adapter__team", "adapter__base_model")
         .get(pk=request.pk)
     )
@@ -571,7 +571,7 @@ def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
             continue
         with transaction.atomic():
             request = (
-                TuningRequest.objects.select_for_update()
+                TuningRequest.objects.select_for_update(of=("self",))
                 .select_related("adapter__team", "requested_by")
                 .get(pk=pk)
             )

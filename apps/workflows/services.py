@@ -123,7 +123,12 @@ def approval_decision_record(
     request are serialised by the row lock; the second sees the first's outcome."""
     if decision not in Decision.values:
         raise Conflict(f"Unknown decision {decision!r}.", code="invalid_decision")
-    request = ApprovalRequest.objects.select_for_update().select_related("team").filter(pk=request_id).first()
+    request = (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("team")
+        .filter(pk=request_id)
+        .first()
+    )
     if request is None or not user_has_role(reviewer, request.team_id, _VISIBLE_ROLES):
         raise NotFound("No such approval request.")
     allowed, reason = approval_request_can_decide(request=request, user=reviewer)
@@ -155,7 +160,12 @@ def approval_decision_record(
 
 @transaction.atomic
 def approval_request_withdraw(*, request_id: int, actor: User) -> ApprovalRequest:
-    request = ApprovalRequest.objects.select_for_update().select_related("team").filter(pk=request_id).first()
+    request = (
+        ApprovalRequest.objects.select_for_update(of=("self",))
+        .select_related("team")
+        .filter(pk=request_id)
+        .first()
+    )
     if request is None or not user_has_role(actor, request.team_id, _VISIBLE_ROLES):
         raise NotFound("No such approval request.")
     if request.requested_by_id != actor.pk:
@@ -184,7 +194,7 @@ def approval_reviewers_notify(*, request_id: int) -> int:
     """E-mail everyone who can decide the request (not the requester). Sends once per request:
     a retried task finds the request already notified and sends nothing."""
     request = (
-        ApprovalRequest.objects.select_for_update()
+        ApprovalRequest.objects.select_for_update(of=("self",))
         .select_related("team", "requested_by")
         .filter(pk=request_id)
         .first()
