@@ -8,9 +8,13 @@ lazily (it takes seconds), only in the processes that sync.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -27,14 +31,35 @@ class MirrorUnavailable(Exception):
 
 
 def client() -> Any:
+    """The MLflow client of this process. A local SQLite store is created (MLflow's migrations) on first
+    use under a file lock: several worker processes meeting an empty store at once would each try to
+    create its tables."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
 
     key = (settings.MLFLOW_TRACKING_URI, settings.MLFLOW_REGISTRY_URI)
     with _lock:
         if key not in _clients:
-            _clients[key] = MlflowClient(tracking_uri=key[0], registry_uri=key[1])
+            with _store_lock(key[0]):
+                made = MlflowClient(tracking_uri=key[0], registry_uri=key[1])
+                made.search_registered_models(max_results=1)  # the registry store is created here, locked
+            _clients[key] = made
         return _clients[key]
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _missing(exc: Exception) -> bool:
@@ -183,6 +208,7 @@ SYNC = {"base_model": sync_base_model, "adapter": sync_adapter, "version": sync_
 def sync(kind: str, pk: int) -> None:
     """Bring MLflow up to date with one row. Raises MirrorUnavailable when MLflow cannot take it now."""
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
     if kind not in SYNC:
         raise ValueError(f"unknown registry kind {kind!r}")
@@ -190,7 +216,8 @@ def sync(kind: str, pk: int) -> None:
         SYNC[kind](pk)
     except (FoundationModel.DoesNotExist, Adapter.DoesNotExist, AdapterVersion.DoesNotExist):
         return  # gone since it was queued
-    except (MlflowException, OSError) as exc:
+    except (MlflowException, OSError, SQLAlchemyError) as exc:
+        _clients.clear()  # a store that failed half-way is opened afresh on the retry
         raise MirrorUnavailable(str(exc)) from exc
 
 

@@ -38,7 +38,7 @@ ARTIFACT_SCHEMES = ("gs://", "s3://", "file://", "hf://", "https://", "/")
 # registers the synchronisation of the aliases of the versions it uploaded to a provider (Vertex AI's
 # Model Registry), so that the registry does not depend on the tuning app.
 ALIAS_MOVED_HOOKS: list[Callable[[int], None]] = []
-DATASET_SCHEMES = (*ARTIFACT_SCHEMES, "bq://")
+DATASET_SCHEMES = (*ARTIFACT_SCHEMES, "bq://", "atalaya://")  # atalaya://datasets/…: exported annotations
 MAX_METRICS = 50
 MAX_JSON_CHARS = 20_000
 

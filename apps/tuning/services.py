@@ -6,8 +6,10 @@ Every status change goes through `_move`, which refuses the moves TUNING_TRANSIT
 
 from __future__ import annotations
 
+import logging
 import math
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +33,8 @@ from apps.workflows.models import ApprovalRequest, Decision, SubjectKind
 from apps.workflows.registry import SubjectHandler, subject_kind_register
 from apps.workflows.services import approval_request_open, approval_request_withdraw, approval_subject_request
 
+logger = logging.getLogger(__name__)
+
 LORA_HYPERPARAMETERS = {
     "rank": (int, 1, 512),
     "alpha": (float, 0.0001, 4096),
@@ -47,7 +51,7 @@ MANAGED_HYPERPARAMETERS = {
     "adapter_size": (int, 1, 32),
 }
 DEFAULT_LORA = {"rank": 8, "alpha": 16, "dropout": 0.05, "epochs": 3, "learning_rate": 0.0002}
-TRAINING_SCHEMES = (*DATASET_SCHEMES, "atalaya://")
+TRAINING_SCHEMES = DATASET_SCHEMES
 JOB_STATUS_FOR_STATE = {
     JobState.QUEUED: TuningStatus.QUEUED,
     JobState.PENDING: TuningStatus.QUEUED,
@@ -475,6 +479,13 @@ def tuning_job_dispatch(*, request_id: int, backend: Any) -> TuningRequest | Non
     return request
 
 
+def _as_uri(reference: str) -> str:
+    """A dataset as the registry records it: a path relative to the project becomes its file:// URI."""
+    if reference and "://" not in reference and not reference.startswith("/"):
+        return (Path(settings.BASE_DIR) / reference).resolve().as_uri()
+    return reference
+
+
 def _approvers(request: TuningRequest) -> list[str]:
     approval = approval_subject_request(subject=request)
     if approval is None:
@@ -514,8 +525,8 @@ def _apply_status(request: TuningRequest, status: JobStatus) -> None:
             artifact_uri=status.output_uri,
             metrics=dict(status.metrics),
             hyperparameters=request.hyperparameters,
-            dataset_uri=request.train_dataset_uri,
-            validation_dataset_uri=request.validation_dataset_uri,
+            dataset_uri=_as_uri(request.train_dataset_uri),
+            validation_dataset_uri=_as_uri(request.validation_dataset_uri),
             lineage={
                 "dataset": request.train_dataset_uri,
                 "tuning_request": request.pk,
@@ -556,7 +567,7 @@ def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
     if not active:
         return {"polled": 0, "changed": 0}
     statuses = backend.poll([row[1] for row in active])
-    changed = 0
+    changed = failed = 0
     for pk, name, state, progress, log_tail, started_at in active:
         status = statuses.get(name)
         if status is None:
@@ -569,17 +580,23 @@ def tuning_jobs_poll(*, backend: Any) -> dict[str, int]:
         )
         if unchanged:
             continue
-        with transaction.atomic():
-            request = (
-                TuningRequest.objects.select_for_update(of=("self",))
-                .select_related("adapter__team", "requested_by")
-                .get(pk=pk)
+        try:
+            with transaction.atomic():
+                request = (
+                    TuningRequest.objects.select_for_update(of=("self",))
+                    .select_related("adapter__team", "requested_by")
+                    .get(pk=pk)
+                )
+                if request.status not in (TuningStatus.QUEUED, TuningStatus.RUNNING):
+                    continue
+                _apply_status(request, status)
+                changed += 1
+        except Exception:  # one request that cannot be recorded must not stop the others' polling
+            logger.exception(
+                "tuning request %s: could not record its job's state", pk, extra={"event": "poll_failed"}
             )
-            if request.status not in (TuningStatus.QUEUED, TuningStatus.RUNNING):
-                continue
-            _apply_status(request, status)
-            changed += 1
-    return {"polled": len(active), "changed": changed}
+            failed += 1
+    return {"polled": len(active), "changed": changed, **({"failed": failed} if failed else {})}
 
 
 def tuning_job_cancel(*, request_id: int, backend: Any) -> None:

@@ -106,3 +106,22 @@ def test_beat_finds_what_mlflow_does_not_have_yet(mlflow_store, world, adapter, 
 
 def test_a_row_deleted_before_its_sync_ran_is_skipped(mlflow_store, db):
     mlflow_sync.sync("version", 987654)  # no error: nothing to mirror
+
+
+def test_a_store_that_cannot_be_opened_is_retried_later_not_a_crash(world, gemma, settings, tmp_path):
+    """What MLflow's store raises (SQLAlchemy's errors) makes the task retry later; nothing is marked synced.
+    Here, what two workers creating a fresh SQLite store at once ran into: its tables half made by the other
+    ("table experiments already exists")."""
+    import sqlite3
+
+    import pytest
+
+    broken = tmp_path / "half-made.db"
+    with sqlite3.connect(broken) as connection:
+        connection.execute("CREATE TABLE experiments (experiment_id INTEGER)")
+    settings.MLFLOW_TRACKING_URI = settings.MLFLOW_REGISTRY_URI = f"sqlite:///{broken}"
+    mlflow_sync._clients.clear()
+    with pytest.raises(mlflow_sync.MirrorUnavailable):
+        mlflow_sync.sync("base_model", gemma.pk)
+    gemma.refresh_from_db()
+    assert gemma.mlflow_synced_at is None and mlflow_sync._clients == {}

@@ -98,3 +98,47 @@ def test_a_running_job_is_cancelled(tmp_path):
 def test_managed_tuning_needs_vertex(tmp_path):
     with pytest.raises(BackendError, match="JOB_BACKEND=vertex"):
         backend(tmp_path, "pass").submit(spec(method="vertex_supervised"))
+
+
+@pytest.mark.django_db
+def test_the_poller_registers_versions_trained_on_project_paths_and_survives_a_bad_request(
+    world, tmp_path, settings
+):
+    """A job on `deploy/trainer/examples/…` (a path in the project) succeeds: its version records the file's
+    URI. A request whose result cannot be recorded is logged and left for later, and does not stop the
+    poller from recording the others."""
+    from apps.registry.services import adapter_create, base_model_register
+    from apps.tuning.models import TuningRequest, TuningStatus
+    from apps.tuning.services import (
+        tuning_job_dispatch,
+        tuning_jobs_poll,
+        tuning_request_create,
+        tuning_request_submit,
+    )
+    from apps.workflows.services import approval_decision_record
+
+    code = "import json, pathlib, sys; out = pathlib.Path(sys.argv[sys.argv.index('--output-dir') + 1]); out.mkdir(parents=True); (out / 'metrics.json').write_text('{\"train_loss\": 0.5}')"
+    runner = backend(tmp_path, code)
+    model = base_model_register(
+        actor=world.eng, team=world.support, provider="hugging_face", model_id="tiny", context_window=512
+    )
+    adapter = adapter_create(actor=world.eng, base_model=model, name="tone")
+    requests = []
+    for _ in range(2):
+        request = tuning_request_create(
+            actor=world.eng, adapter=adapter, train_dataset_uri=EXAMPLES, estimated_hours=1, justification="j"
+        )
+        approval = tuning_request_submit(actor=world.eng, request=request)
+        approval_decision_record(request_id=approval.pk, reviewer=world.gov, decision="approve", comment="")
+        requests.append(tuning_job_dispatch(request_id=request.pk, backend=runner))
+    for request in requests:
+        wait(runner, request.job_name, {JobState.SUCCEEDED})
+    # The first one's dataset became unusable for the registry since (as an old request's could be).
+    TuningRequest.objects.filter(pk=requests[0].pk).update(train_dataset_uri="ftp://old/train.jsonl")
+
+    assert tuning_jobs_poll(backend=runner) == {"polled": 2, "changed": 1, "failed": 1}
+    bad, good = (TuningRequest.objects.get(pk=r.pk) for r in requests)
+    assert bad.status == TuningStatus.QUEUED and bad.result_version is None  # tried again next cycle
+    assert good.status == TuningStatus.SUCCEEDED
+    assert good.result_version.dataset_uri == (Path(settings.BASE_DIR) / EXAMPLES).resolve().as_uri()
+    assert good.result_version.lineage["dataset"] == EXAMPLES
