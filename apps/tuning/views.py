@@ -101,6 +101,10 @@ def request_detail(request: HttpRequest, request_id: int) -> HttpResponse:
     tuning = _request(request, request_id)
     context = _detail_context(request, tuning)
     if request.htmx:  # the job panel refreshes itself while the job runs
+        if request.GET.get("shown", tuning.status) != tuning.status:
+            # The request moved on (queued, running, ended): the whole page changes (its state, its
+            # buttons), so the browser reloads it rather than the panel alone.
+            return HttpResponse(headers={"HX-Refresh": "true"})
         return render(request, "tuning/partials/job.html", context)
     return render(request, "tuning/detail.html", context)
 

@@ -121,8 +121,13 @@ def test_the_job_panel_refreshes_itself_while_the_job_runs(world, draft):
     client = client_for(world, "eng")
     page = client.get(reverse("tuning:request", args=[draft.pk])).content.decode()
     assert 'hx-trigger="every 3s"' in page and 'value="0.400000"' in page
-    partial = client.get(reverse("tuning:request", args=[draft.pk]), HTTP_HX_REQUEST="true").content.decode()
+    url = reverse("tuning:request", args=[draft.pk])
+    partial = client.get(url, {"shown": "running"}, HTTP_HX_REQUEST="true").content.decode()
     assert partial.lstrip().startswith('<section class="card" id="tuning-job"') and "<html" not in partial
+    # The job ended since the page was drawn: the browser reloads the whole page (state, buttons).
+    TuningRequest.objects.filter(pk=draft.pk).update(status=TuningStatus.SUCCEEDED)
+    refresh = client.get(url, {"shown": "running"}, HTTP_HX_REQUEST="true")
+    assert refresh["HX-Refresh"] == "true" and refresh.content == b""
     TuningRequest.objects.filter(pk=draft.pk).update(status=TuningStatus.SUCCEEDED)
     assert "every 3s" not in client.get(reverse("tuning:request", args=[draft.pk])).content.decode()
 
