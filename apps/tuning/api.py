@@ -5,14 +5,14 @@ by a worker and followed by the beat poller. Scopes: `models:read` to read, `mod
 """
 
 from decimal import Decimal
+from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.accounts.roles import REGISTRY_READERS, Scope
-from apps.accounts.selectors import team_get_by_slug
+from apps.accounts.roles import Scope
 from apps.common.api import (
     PAGINATION_PARAMETERS,
     ApiView,
@@ -25,15 +25,31 @@ from apps.common.api import (
     validated,
 )
 from apps.common.permissions import HasScope
+from apps.registry.api import team_filter
 from apps.registry.selectors import adapter_get
-from apps.tuning.models import TuningStatus
+from apps.tuning.models import TuningRequest, TuningStatus
 from apps.tuning.selectors import tuning_request_get, tuning_request_list
 from apps.tuning.services import tuning_request_cancel, tuning_request_create, tuning_request_submit
 from apps.workflows.api import ApprovalRequestOutputSerializer
+from apps.workflows.selectors import approval_latest_requests
 from apps.workflows.services import approval_subject_request
 
 
+class TuningRequestListSerializer(serializers.ListSerializer):
+    """A page of tuning requests: their approval requests read for all of them at once."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        requests = list(data.all() if hasattr(data, "all") else data)
+        latest = approval_latest_requests(model=TuningRequest, object_ids=[r.pk for r in requests])
+        for request in requests:
+            request.latest_approval = latest.get(request.pk)
+        return super().to_representation(requests)
+
+
 class TuningRequestOutputSerializer(serializers.Serializer):
+    class Meta:
+        list_serializer_class = TuningRequestListSerializer
+
     id = serializers.IntegerField()
     team = serializers.CharField(source="team.slug")
     adapter = serializers.IntegerField(source="adapter_id")
@@ -62,7 +78,10 @@ class TuningRequestOutputSerializer(serializers.Serializer):
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_approval_request(self, obj) -> int | None:
-        approval = approval_subject_request(subject=obj)
+        if hasattr(obj, "latest_approval"):
+            approval = obj.latest_approval
+        else:
+            approval = approval_subject_request(subject=obj)
         return approval.pk if approval is not None else None
 
     @extend_schema_field(
@@ -123,15 +142,14 @@ class TuningRequestListCreateApi(ApiView):
     )
     def get(self, request: Request) -> Response:
         filters = validated(self.FilterSerializer, request.query_params)
-        slug = filters.get("team", "")
-        team = team_get_by_slug(user=request.user, slug=slug, roles=REGISTRY_READERS) if slug else None
+        team = team_filter(request, filters.get("team", ""))
         queryset = tuning_request_list(
             user=request.user,
             team_id=team.pk if team else None,
             status=filters.get("status", ""),
             adapter_id=filters.get("adapter"),
         )
-        if slug and team is None:
+        if team is False:
             queryset = queryset.none()
         return paginated_response(
             request=request, view=self, queryset=queryset, serializer_class=TuningRequestOutputSerializer

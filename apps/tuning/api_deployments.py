@@ -34,6 +34,7 @@ from apps.tuning.deployment_selectors import (
     deployment_annotate,
     deployment_get,
     deployment_list,
+    deployments_annotate,
     endpoint_get,
     endpoint_history,
     endpoint_list,
@@ -57,7 +58,19 @@ class AdapterVersionRefSerializer(serializers.Serializer):
     artifact_uri = serializers.CharField()
 
 
+class DeploymentListSerializer(serializers.ListSerializer):
+    """A page of deployments: their approval requests and approvers read for all of them at once."""
+
+    def to_representation(self, data: Any) -> list[Any]:
+        deployments = list(data.all() if hasattr(data, "all") else data)
+        deployments_annotate([d for d in deployments if not hasattr(d, "approved_by")])
+        return super().to_representation(deployments)
+
+
 class DeploymentOutputSerializer(serializers.Serializer):
+    class Meta:
+        list_serializer_class = DeploymentListSerializer
+
     id = serializers.IntegerField()
     team = serializers.CharField(source="team.slug")
     endpoint = serializers.IntegerField(source="endpoint_id")

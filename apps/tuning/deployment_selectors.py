@@ -8,8 +8,8 @@ from apps.accounts.selectors import user_team_ids
 from apps.common.exceptions import NotFound
 from apps.registry.models import AdapterVersion
 from apps.tuning.models import Deployment, Endpoint
-from apps.workflows.models import ApprovalRequest, Decision
-from apps.workflows.services import approval_subject_request
+from apps.workflows.models import ApprovalRequest
+from apps.workflows.selectors import approval_latest_requests
 
 
 def endpoint_list(*, user: User, team_id: int | None = None) -> QuerySet[Endpoint]:
@@ -37,7 +37,7 @@ def deployment_list(
     if status:
         qs = qs.filter(status=status)
     return qs.select_related(
-        "team", "endpoint__team", "adapter_version__adapter", "base_model", "requested_by"
+        "team", "endpoint__team", "adapter_version__adapter__team", "base_model", "requested_by"
     ).order_by("-created_at", "-id")
 
 
@@ -72,22 +72,24 @@ def endpoint_history(*, endpoint: Endpoint, limit: int = 100) -> list[Deployment
     approved it (`approved_by`)."""
     deployments = list(
         Deployment.objects.filter(endpoint=endpoint)
-        .select_related("adapter_version__adapter", "base_model", "requested_by")
+        .select_related("adapter_version__adapter__team", "base_model", "requested_by")
         .order_by("-created_at", "-id")[:limit]
     )
+    return deployments_annotate(deployments)
+
+
+def deployments_annotate(deployments: list[Deployment]) -> list[Deployment]:
+    """Each deployment with its latest approval request (`approval`) and who approved it (`approved_by`),
+    in two queries whatever their number."""
+    latest = approval_latest_requests(model=Deployment, object_ids=[d.pk for d in deployments])
     for deployment in deployments:
-        deployment_annotate(deployment)
+        approval: ApprovalRequest | None = latest.get(deployment.pk)
+        deployment.approval = approval  # type: ignore[attr-defined]
+        deployment.approved_by = (  # type: ignore[attr-defined]
+            sorted(d.reviewer.username for d in approval.approvals) if approval is not None else []  # type: ignore[attr-defined]
+        )
     return deployments
 
 
 def deployment_annotate(deployment: Deployment) -> Deployment:
-    approval: ApprovalRequest | None = approval_subject_request(subject=deployment)
-    deployment.approval = approval  # type: ignore[attr-defined]
-    deployment.approved_by = (  # type: ignore[attr-defined]
-        sorted(
-            approval.decisions.filter(decision=Decision.APPROVE).values_list("reviewer__username", flat=True)
-        )
-        if approval is not None
-        else []
-    )
-    return deployment
+    return deployments_annotate([deployment])[0]

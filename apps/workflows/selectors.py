@@ -1,9 +1,12 @@
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from collections.abc import Iterable
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Exists, Model, OuterRef, Prefetch, Q, QuerySet
 
 from apps.accounts.models import User
 from apps.accounts.roles import CATALOG_READERS
 from apps.accounts.selectors import user_team_ids, user_team_roles
-from apps.workflows.models import ApprovalDecision, ApprovalRequest, RequestStatus
+from apps.workflows.models import ApprovalDecision, ApprovalRequest, Decision, RequestStatus
 
 
 def approval_request_list(
@@ -50,3 +53,30 @@ def approval_requests_unnotified(*, older_than_seconds: int = 60, limit: int = 2
             status=RequestStatus.OPEN, reviewers_notified_at__isnull=True, created_at__lt=cutoff
         ).values_list("pk", flat=True)[:limit]
     )
+
+
+def approval_latest_requests(*, model: type[Model], object_ids: Iterable[int]) -> dict[int, ApprovalRequest]:
+    """The latest approval request of each of these subjects (what approval_subject_request gives for one),
+    in one query, each with its approvals prefetched as `approvals` (reviewer included): for lists."""
+    ids = list(object_ids)
+    if not ids:
+        return {}
+    requests = (
+        ApprovalRequest.objects.filter(
+            content_type=ContentType.objects.get_for_model(model), object_id__in=ids
+        )
+        .order_by("object_id", "-created_at", "-id")
+        .prefetch_related(
+            Prefetch(
+                "decisions",
+                queryset=ApprovalDecision.objects.filter(decision=Decision.APPROVE).select_related(
+                    "reviewer"
+                ),
+                to_attr="approvals",
+            )
+        )
+    )
+    latest: dict[int, ApprovalRequest] = {}
+    for request in requests:
+        latest.setdefault(request.object_id, request)
+    return latest

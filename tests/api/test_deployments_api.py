@@ -493,3 +493,40 @@ def test_the_schema_documents_the_deployment_operations(api_as, ds):
         op["operationId"] for path in schema["paths"].values() for op in path.values() if "operationId" in op
     }
     assert {o.name for o in OPERATIONS} <= operations
+
+
+def test_the_list_reads_approvals_in_two_queries_whatever_the_number_of_deployments(world, api_as):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.tuning.deployments import deployment_submit
+
+    model = base_model_register(
+        actor=world.eng, team=world.support, provider=Provider.HUGGING_FACE, model_id="m", context_window=8
+    )
+    adapter = adapter_create(actor=world.eng, base_model=model, name="tone")
+    version = adapter_version_register(actor=world.eng, adapter=adapter, artifact_uri="gs://a/1")
+    client = api_as(world.owner)
+
+    def approved(n: int) -> None:
+        endpoint = endpoint_create(actor=world.eng, team=world.support, name=f"e{n}")
+        draft = deployment_create(
+            actor=world.eng, endpoint=endpoint, strategy="replace", adapter_version=version, justification="j"
+        )
+        approval = deployment_submit(actor=world.eng, deployment=draft)
+        approval_decision_record(request_id=approval.pk, reviewer=world.gov, decision="approve", comment="")
+
+    def queries_for_list() -> tuple[int, list]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get("/api/v1/deployments/")
+        assert response.status_code == 200
+        return len(captured), [r["approved_by"] for r in response.json()["results"]]
+
+    approved(0)
+    one, before = queries_for_list()
+    assert before[0] == ["gov"]  # the newest: the one just approved
+    for n in range(1, 6):
+        approved(n)
+    many, after = queries_for_list()
+    assert many == one
+    assert len(after) == len(before) + 5 and after[:6] == [["gov"]] * 6

@@ -253,3 +253,32 @@ def test_from_draft_to_approval_through_the_api(scene, api_as, enqueued, django_
     detail = eng.get(f"/api/v1/tuning-requests/{created['id']}/").json()
     assert detail["status"] == "approved" and detail["approval_request"] == approval
     assert ("workers.tuning.dispatch_job", (created["id"],)) in enqueued
+
+
+def test_the_list_reads_approval_requests_in_one_query_whatever_the_number_of_requests(world, api_as):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.tuning.services import tuning_request_submit
+
+    model = base_model_register(
+        actor=world.eng, team=world.support, provider=Provider.HUGGING_FACE, model_id="m", context_window=8
+    )
+    adapter = adapter_create(actor=world.eng, base_model=model, name="tone")
+    client = api_as(world.gov)
+
+    def queries_for_list() -> tuple[int, list]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get("/api/v1/tuning-requests/")
+        assert response.status_code == 200
+        return len(captured), [r["approval_request"] for r in response.json()["results"]]
+
+    tuning_request_submit(actor=world.eng, request=_draft(world.eng, adapter))
+    one, before = queries_for_list()
+    assert before[0] is not None  # the newest: the one just submitted
+    for _ in range(5):
+        tuning_request_submit(actor=world.eng, request=_draft(world.eng, adapter))
+    many, after = queries_for_list()
+    assert many == one
+    assert len(after) == len(before) + 5 and None not in after[:6]
+    assert len({a for a in after if a is not None}) == len([a for a in after if a is not None])
