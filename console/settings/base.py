@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.tuning",
     "apps.feedback",
+    "apps.evaluation",
 ]
 
 MIDDLEWARE = [
