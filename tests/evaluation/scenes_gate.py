@@ -8,6 +8,7 @@ from typing import Any
 from django.utils import timezone
 
 from apps.catalog.models import PromptVersion
+from apps.evaluation.gates import adapter_subject_hash, prompt_subject_hash
 from apps.evaluation.models import (
     CaseResult,
     EvaluationRun,
@@ -65,14 +66,21 @@ def run_finish(
     outputs: list[tuple[str, list[str], str]],  # per case: output, failures, error
     provider: str = "replay",
     subject_hash: str | None = None,
+    adapter_version: Any = None,
 ) -> EvaluationRun:
-    """A completed run of `version` on `golden`, with one result per case."""
+    """A completed run of `version` on `golden` (answered by `adapter_version` when given), with one result
+    per case."""
+    if subject_hash is None:
+        subject_hash = (
+            adapter_subject_hash(adapter_version) if adapter_version else prompt_subject_hash(version)
+        )
     passed = sum(1 for _, failures, error in outputs if not failures and not error)
     run = EvaluationRun.objects.create(
         team=version.prompt.team,
         golden_set_version=golden,
         prompt_version=version,
-        subject_hash=subject_hash or version.content_hash,
+        adapter_version=adapter_version,
+        subject_hash=subject_hash,
         provider=provider,
         model=version.model,
         status=RunStatus.COMPLETED,

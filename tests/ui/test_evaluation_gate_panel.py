@@ -128,3 +128,68 @@ def test_panel_matrix(world, catalog, golden, gated, client_as, username, status
         page = response.content.decode()
         assert "Evaluation gate" in page and "refund policy" in page
         assert ('value="approve"' in page) is form
+
+
+@pytest.fixture
+def adapter_scene(world, catalog, golden, gated, tmp_path, settings):
+    from apps.registry.models import Provider
+    from apps.registry.services import adapter_create, adapter_version_register, base_model_register
+
+    model = base_model_register(
+        actor=world.eng,
+        team=world.support,
+        provider=Provider.VERTEX,
+        model_id="gemini-2.5-flash",
+        context_window=1024,
+    )
+    adapter = adapter_create(actor=world.eng, base_model=model, name="support-tone")
+    version = adapter_version_register(actor=world.eng, adapter=adapter, artifact_uri="gs://artifacts/tone/1")
+    return adapter, version
+
+
+def test_an_alias_move_has_the_same_gate(world, catalog, golden, adapter_scene, client_as):
+    from apps.registry.services import alias_move_request
+    from apps.workflows.models import ApprovalRequest
+
+    adapter, version = adapter_scene
+    alias_move_request(actor=world.eng, adapter=adapter, alias="champion", version_number=1, reason="tone")
+    approval = ApprovalRequest.objects.get(subject_kind="alias_move")
+    gov = client_as(world.gov)
+    url = reverse("workflows:request", args=[approval.pk])
+    page = gov.get(url).content.decode()
+    assert "Evaluation gate" in page and "No evaluation run on this content yet." in page
+    assert "disabled" in approve_button(page)
+
+    run_finish(
+        version=catalog.approved, golden=golden, requester=world.eng, outputs=FAILING, adapter_version=version
+    )
+    page = gov.get(url).content.decode()
+    assert "refund policy" in page and "disabled" in approve_button(page)
+    run_finish(
+        version=catalog.approved, golden=golden, requester=world.eng, outputs=PASSING, adapter_version=version
+    )
+    page = gov.get(url).content.decode()
+    assert "Not passed" not in page and "disabled" not in approve_button(page)
+
+
+def test_a_deployment_has_the_same_gate(world, catalog, golden, adapter_scene, client_as, settings, tmp_path):
+    from apps.tuning.deployments import deployment_create, deployment_submit, endpoint_create
+
+    settings.JOB_BACKEND = "local"
+    settings.LOCAL_ENDPOINTS_DIR = str(tmp_path / "serving")
+    _, version = adapter_scene
+    endpoint = endpoint_create(actor=world.eng, team=world.support, name="support-bot")
+    draft = deployment_create(
+        actor=world.eng,
+        endpoint=endpoint,
+        adapter_version=version,
+        strategy="replace",
+        traffic_percent=None,
+        justification="tone",
+    )
+    approval = deployment_submit(actor=world.eng, deployment=draft)
+    run_finish(
+        version=catalog.approved, golden=golden, requester=world.eng, outputs=FAILING, adapter_version=version
+    )
+    page = client_as(world.gov).get(reverse("workflows:request", args=[approval.pk])).content.decode()
+    assert "Evaluation gate" in page and "no promises" in page and "disabled" in approve_button(page)
