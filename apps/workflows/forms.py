@@ -21,7 +21,7 @@ class DecisionForm(forms.Form):
 
 THRESHOLDS_EXAMPLE = (
     '{"pass_rate": {"min": 0.9}, "judge_mean": {"min": 4}, "latency_p95_ms": {"max": 2000}, '
-    '"cost_per_case": {"max": 0.01}, "max_regression": 0.05}'
+    '"cost_per_case": {"max": 0.01}, "max_regression": {"pass_rate": 0.05}}'
 )
 
 
@@ -49,8 +49,9 @@ class ApprovalPolicyForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "mono"}),
         help_text=_(
-            "Keys: pass_rate, judge_mean, latency_p95_ms, cost_per_case, error_rate (each with min or max) "
-            "and max_regression (δ: how much worse than the version in production a run may be)."
+            "One entry per gate metric, with its minimum (pass_rate, judge_mean, rouge_l_mean, …) or maximum "
+            "(latency_p95_ms, cost_per_case, error_rate, …), and max_regression: how much worse than the "
+            "version in production a run may be (δ, per metric, or one number for pass rate and judge mean)."
         ),
     )
     cost_threshold = forms.DecimalField(

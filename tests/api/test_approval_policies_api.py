@@ -50,7 +50,11 @@ def test_set_matrix(world, api_as, role, team):
             "approvals_required": 1,
             "approver_role": "governance",
             "requires_evaluation": True,
-            "evaluation_thresholds": BODY["evaluation_thresholds"],
+            "evaluation_thresholds": {
+                "pass_rate": {"min": 0.9},
+                "latency_p95_ms": {"max": 2000.0},
+                "max_regression": {"pass_rate": 0.05, "judge_mean": 0.05},
+            },
             "cost_threshold": None,
             "approvals_above_threshold": None,
         }

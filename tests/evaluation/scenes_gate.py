@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.catalog.models import PromptVersion
 from apps.evaluation.gates import adapter_subject_hash, prompt_subject_hash
+from apps.evaluation.metrics import aggregate
 from apps.evaluation.models import (
     CaseResult,
     EvaluationRun,
@@ -74,7 +75,6 @@ def run_finish(
         subject_hash = (
             adapter_subject_hash(adapter_version) if adapter_version else prompt_subject_hash(version)
         )
-    passed = sum(1 for _, failures, error in outputs if not failures and not error)
     run = EvaluationRun.objects.create(
         team=version.prompt.team,
         golden_set_version=golden,
@@ -84,7 +84,18 @@ def run_finish(
         provider=provider,
         model=version.model,
         status=RunStatus.COMPLETED,
-        summary={"cases": len(outputs), "passed": passed, "pass_rate": passed / len(outputs)},
+        summary=aggregate(
+            [
+                {
+                    "passed": not failures and not error,
+                    "errored": bool(error),
+                    "latency_ms": 120.0,
+                    "tokens_in": 40,
+                    "tokens_out": 12,
+                }
+                for _, failures, error in outputs
+            ]
+        ),
         cases_total=len(outputs),
         cases_done=len(outputs),
         requested_by=requester,

@@ -61,7 +61,10 @@ def test_governance_requires_the_gate_through_the_form(world, client_as):
     assert response.status_code == 302 and response["Location"] == reverse("workflows:policies")
     policy = ApprovalPolicy.objects.get(team=world.support, subject_kind="prompt_version")
     assert policy.approvals_required == 2 and policy.requires_evaluation
-    assert policy.evaluation_thresholds == {"pass_rate": {"min": 0.9}, "max_regression": 0.05}
+    assert policy.evaluation_thresholds == {
+        "pass_rate": {"min": 0.9},
+        "max_regression": {"pass_rate": 0.05, "judge_mean": 0.05},
+    }
     event = AuditEvent.objects.get(action="workflows.policy_changed")
     assert event.actor_id == world.gov.pk and event.changes["to"]["requires_evaluation"] is True
     listing = gov.get(reverse("workflows:policies")).content.decode()

@@ -10,6 +10,12 @@ from apps.workflows.models import ApprovalPolicy, SubjectKind
 from apps.workflows.services import approval_policy_change, approval_policy_for
 
 THRESHOLDS = {"pass_rate": {"min": 0.9}, "judge_mean": {"min": 4}, "max_regression": 0.05}
+# As stored: normalised by the gate's validation (a bare δ applies to pass rate and judge mean).
+STORED = {
+    "pass_rate": {"min": 0.9},
+    "judge_mean": {"min": 4.0},
+    "max_regression": {"pass_rate": 0.05, "judge_mean": 0.05},
+}
 
 
 def change(world, actor, **overrides):
@@ -28,14 +34,14 @@ def change(world, actor, **overrides):
 def test_governance_requires_the_gate_with_thresholds_and_it_is_audited(world):
     policy = change(world, world.gov)
     assert approval_policy_for(subject_kind="prompt_version", team=world.support) == policy
-    assert policy.requires_evaluation and policy.evaluation_thresholds == THRESHOLDS
+    assert policy.requires_evaluation and policy.evaluation_thresholds == STORED
 
     change(world, world.gov, evaluation_thresholds={"pass_rate": {"min": 0.95}})
     events = list(AuditEvent.objects.filter(action="workflows.policy_changed").order_by("sequence"))
     assert [e.actor_id for e in events] == [world.gov.pk, world.gov.pk]
     assert events[0].changes["from"] is None
-    assert events[0].changes["to"]["evaluation_thresholds"] == THRESHOLDS
-    assert events[1].changes["from"]["evaluation_thresholds"] == THRESHOLDS
+    assert events[0].changes["to"]["evaluation_thresholds"] == STORED
+    assert events[1].changes["from"]["evaluation_thresholds"] == STORED
     assert events[1].changes["to"]["evaluation_thresholds"] == {"pass_rate": {"min": 0.95}}
     # The other team keeps the default: no gate.
     assert not approval_policy_for(subject_kind="prompt_version", team=world.finance).requires_evaluation

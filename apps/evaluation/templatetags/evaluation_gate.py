@@ -1,5 +1,5 @@
-"""Template helpers of the evaluation gate panel: the names of the threshold checks in the reader's language
-and their required and actual values."""
+"""Template helpers of the evaluation gate panel: the gate's metrics and checks in the reader's language, and
+their required and actual values."""
 
 from typing import Any
 
@@ -10,31 +10,55 @@ register = template.Library()
 
 
 def _labels() -> dict[str, str]:
+    """The gate metrics of apps/evaluation/gate.py (GATE_METRICS), as people read them."""
     return {
+        "cases": _("Number of cases"),
         "pass_rate": _("Pass rate"),
+        "pass_rate_lower": _("Pass rate, 95 % lower bound"),
+        "error_rate": _("Error rate"),
+        "exact_match_rate": _("Exact match rate"),
+        "rouge_l_mean": _("ROUGE-L mean"),
+        "chrf_mean": _("chrF mean"),
+        "bleu_mean": _("BLEU mean"),
+        "embedding_similarity_mean": _("Embedding similarity mean"),
         "judge_mean": _("Judge score, mean"),
+        "latency_p50_ms": _("Latency p50 (ms)"),
         "latency_p95_ms": _("Latency p95 (ms)"),
         "cost_per_case": _("Cost per case"),
-        "error_rate": _("Error rate"),
-        "max_regression": _("No worse than production (δ)"),
+        "cost_total": _("Total cost"),
+        "tokens_out_per_case": _("Output tokens per case"),
+        "max_regression": _("No worse than production by more than (δ)"),
     }
 
 
 @register.filter
 def gate_check_label(name: str) -> str:
-    """A check's name in the reader's language; a regression check names the metric it compares."""
-    labels = _labels()
-    if name in labels:
-        return labels[name]
-    if name.startswith("regression"):
-        metric = name.removeprefix("regression").strip("_:. ")
-        return _("No worse than production: %(metric)s") % {"metric": labels.get(metric, metric or "—")}
-    return name
+    """A gate metric's name in the reader's language (unknown names as they are)."""
+    return _labels().get(name, name)
+
+
+@register.filter
+def gate_check_title(check: Any) -> str:
+    """What a check tested: the metric, or for the regression rule, the metric against production."""
+    label = gate_check_label(check.name)
+    if getattr(check, "kind", "") == "regression":
+        return _("%(metric)s, no worse than production") % {"metric": label}
+    return label
+
+
+@register.filter
+def gate_required(check: Any) -> str:
+    """The bound a check's value had to meet, with its direction (≥ for a minimum, ≤ for a maximum)."""
+    if check.required is None:
+        return "—"
+    sign = "≥" if getattr(check, "direction", "min") == "min" else "≤"
+    return f"{sign} {gate_value(check.required)}"
 
 
 @register.filter
 def gate_value(value: Any) -> str:
-    """A required or actual value: numbers with at most four decimals, nothing as a dash."""
+    """A number with at most four decimals, nothing as a dash; a threshold {"min": 0.9} as "≥ 0.9", and the
+    regression rule {"pass_rate": 0.05} as "Pass rate 0.05"."""
     if value is None or value == "":
         return "—"
     if isinstance(value, bool):
@@ -43,9 +67,11 @@ def gate_value(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".")
-    if isinstance(value, dict):  # a threshold: {"min": 0.9} → "≥ 0.9"
+    if isinstance(value, dict):
         signs = {"min": "≥", "max": "≤"}
-        return ", ".join(f"{signs.get(key, key)} {gate_value(item)}" for key, item in value.items())
+        return ", ".join(
+            f"{signs.get(key) or gate_check_label(key)} {gate_value(item)}" for key, item in value.items()
+        )
     return str(value)
 
 
