@@ -4,6 +4,7 @@ thresholds are set through the form, audited, and invalid thresholds say which k
 import json
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
@@ -106,3 +107,12 @@ def test_the_review_queue_links_the_policies_for_governance_only(world, client_a
     link = reverse("workflows:policies")
     assert link in client_as(world.gov).get(reverse("workflows:queue")).content.decode()
     assert link not in client_as(world.eng).get(reverse("workflows:queue")).content.decode()
+
+
+def test_the_pages_in_spanish(world, client_as):
+    gov = client_as(world.gov)
+    gov.cookies[settings.LANGUAGE_COOKIE_NAME] = "es"
+    listing = gov.get(reverse("workflows:policies")).content.decode()
+    assert "Políticas de aprobación" in listing and "No se exige" in listing
+    form = gov.get(reverse("workflows:policy_edit", args=["support", "prompt_version"])).content.decode()
+    assert "Exigir una evaluación superada" in form and "Umbrales de evaluación (JSON)" in form

@@ -2,6 +2,7 @@
 the Approve button disabled while the gate is not passed, and the same panel for alias moves and deployments."""
 
 import pytest
+from django.conf import settings as django_settings
 from django.urls import reverse
 
 from apps.workflows.models import ApprovalPolicy, RequestStatus
@@ -193,3 +194,12 @@ def test_a_deployment_has_the_same_gate(world, catalog, golden, adapter_scene, c
     )
     page = client_as(world.gov).get(reverse("workflows:request", args=[approval.pk])).content.decode()
     assert "Evaluation gate" in page and "no promises" in page and "disabled" in approve_button(page)
+
+
+def test_the_panel_in_spanish(world, catalog, golden, gated, client_as):
+    run_finish(version=catalog.in_review, golden=golden, requester=world.eng, outputs=FAILING)
+    gov = client_as(world.gov)
+    gov.cookies[django_settings.LANGUAGE_COOKIE_NAME] = "es"
+    page = review_page(gov, catalog)
+    assert "Puerta de evaluación" in page and "No superada" in page and "Tasa de aprobados" in page
+    assert "2 casos fallidos" in page and "REPLAY" in page

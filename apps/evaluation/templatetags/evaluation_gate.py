@@ -14,7 +14,7 @@ def _labels() -> dict[str, str]:
     return {
         "cases": _("Number of cases"),
         "pass_rate": _("Pass rate"),
-        "pass_rate_lower": _("Pass rate, 95 % lower bound"),
+        "pass_rate_lower": _("Pass rate, lower confidence bound"),
         "error_rate": _("Error rate"),
         "exact_match_rate": _("Exact match rate"),
         "rouge_l_mean": _("ROUGE-L mean"),
