@@ -31,6 +31,9 @@ class ApprovalPolicy(BaseModel):
     approvals_required = models.PositiveSmallIntegerField(default=1)
     approver_role = models.CharField(max_length=32, choices=Role.choices, default=Role.GOVERNANCE)
     requires_evaluation = models.BooleanField(default=False)
+    # What a passing evaluation run must show (apps/evaluation/gate.py), e.g.
+    # {"pass_rate": {"min": 0.9}, "judge_mean": {"min": 4}, "max_regression": 0.05}.
+    evaluation_thresholds = models.JSONField(default=dict, blank=True)
     # Subjects that cost money (tuning jobs): above this estimate, ask for more approvals.
     cost_threshold = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     approvals_above_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
