@@ -300,6 +300,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.registry.mlflow_catch_up",
         "schedule": timedelta(minutes=5),
     },
+    "evaluation-catch-up": {"task": "workers.evaluation.catch_up", "schedule": timedelta(minutes=1)},
     "audit-verify-chain": {
         "task": "workers.audit.verify_chain",
         "schedule": timedelta(minutes=env.int("ATALAYA_AUDIT_VERIFY_MINUTES", default=60)),
@@ -378,6 +379,21 @@ VERTEX_OPERATION_TIMEOUT_SECONDS = env.float("VERTEX_OPERATION_TIMEOUT_SECONDS",
 VERTEX_RETRY = env.bool("VERTEX_RETRY", default=True)  # a short retry on UNAVAILABLE; False: retry=None
 VERTEX_ANONYMOUS_CREDENTIALS = env.bool("VERTEX_ANONYMOUS_CREDENTIALS", default=False)  # only the fake
 
+# Evaluation runs (apps/evaluation/providers): the model providers and how hard they are driven.
+EVALUATION_CONCURRENCY = env.int("EVALUATION_CONCURRENCY", default=32)  # requests in flight per run
+# Per provider and per process (each worker process has its own limiter); 0 = no limit.
+EVALUATION_RATE_PER_SECOND = env.float("EVALUATION_RATE_PER_SECOND", default=200.0)
+EVALUATION_MAX_ATTEMPTS = env.int("EVALUATION_MAX_ATTEMPTS", default=4)  # calls per case, retries included
+EVALUATION_RETRY_BASE_SECONDS = env.float("EVALUATION_RETRY_BASE_SECONDS", default=0.5)  # backoff base
+EVALUATION_RETRY_MAX_SECONDS = env.float("EVALUATION_RETRY_MAX_SECONDS", default=30.0)  # longest wait
+EVALUATION_TIMEOUT_SECONDS = env.float("EVALUATION_TIMEOUT_SECONDS", default=60.0)  # each model call
+EVALUATION_OPENAI_BASE_URL = env.str("EVALUATION_OPENAI_BASE_URL", default="")  # e.g. http://vllm:8000/v1
+EVALUATION_OPENAI_API_KEY = env.str("EVALUATION_OPENAI_API_KEY", default="")  # sent as a bearer token
+EVALUATION_OPENAI_EMBEDDING_MODEL = env.str("EVALUATION_OPENAI_EMBEDDING_MODEL", default="")
+EVALUATION_VERTEX_EMBEDDING_MODEL = env.str("EVALUATION_VERTEX_EMBEDDING_MODEL", default="")
+# The replay provider's lookup (recorded response by request key): a dotted path to a callable.
+EVALUATION_REPLAY_LOOKUP = env.str("EVALUATION_REPLAY_LOOKUP", default="")
+
 # Logs: staged text is encrypted with these Fernet keys (newest first; Secret Manager in production).
 LOG_STAGING_KEYS = env.list("ATALAYA_STAGING_KEYS", default=[])
 PII_TOKEN_KEY = env.str("ATALAYA_PII_TOKEN_KEY", default="")
@@ -426,3 +442,7 @@ READYZ_TIMEOUT_SECONDS = env.float("ATALAYA_READYZ_TIMEOUT_SECONDS", default=2.0
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # scrapers send Authorization: Bearer <token>
 METRICS_ALLOW_PRIVATE_NETWORKS = env.bool("METRICS_ALLOW_PRIVATE_NETWORKS", default=True)
 METRICS_STATE_CACHE_SECONDS = env.int("METRICS_STATE_CACHE_SECONDS", default=10)
+
+# Evaluation runs (apps.evaluation.runs): the catalog prompt (in the run's team) whose `production` version
+# judges answers against a case's rubric.
+EVALUATION_JUDGE_PROMPT = env.str("ATALAYA_EVALUATION_JUDGE_PROMPT", default="atalaya-judge")
