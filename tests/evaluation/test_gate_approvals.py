@@ -346,3 +346,56 @@ def test_adapter_subject_hash_changes_with_the_artifact(world, adapter):
     before = adapter_subject_hash(v1)
     v1.artifact_uri = "gs://elsewhere/run-1"
     assert adapter_subject_hash(v1) != before
+
+
+# --- adapter versions: before a deployment ------------------------------------------------------------------
+
+
+def test_a_deployment_of_an_adapter_version_needs_its_passing_run(world, adapter, settings, tmp_path):
+    from apps.cloud.jobs import get_serving_backend
+    from apps.tuning.deployments import deployment_create, deployment_submit, endpoint_create
+    from apps.tuning.models import DeploymentStatus
+
+    settings.JOB_BACKEND = "local"
+    get_serving_backend.cache_clear()
+    _require_gate(world.support, kind=SubjectKind.DEPLOYMENT, pass_rate={"min": 1.0})
+    prompt = make_prompt(world.support, world.eng)
+    golden = _golden(world.support, world.eng, prompt)
+    renders = make_approved(prompt, world.eng, world.gov)
+    v1 = _adapter_version(world, adapter, 1)
+    endpoint = endpoint_create(actor=world.eng, team=world.support, name="support-bot")
+    deployment = deployment_create(
+        actor=world.eng, endpoint=endpoint, strategy="replace", adapter_version=v1, justification="tone"
+    )
+    deployment_submit(actor=world.eng, deployment=deployment)
+    error = _refused(deployment, world.gov, SubjectKind.DEPLOYMENT)
+    assert "No evaluation run on this content" in error.message
+    _run(golden, renders, world.eng, [True] * 4, adapter_version=v1)
+    _approve(deployment, world.gov, SubjectKind.DEPLOYMENT)
+    deployment.refresh_from_db()
+    assert deployment.status != DeploymentStatus.PENDING_APPROVAL
+    get_serving_backend.cache_clear()
+
+
+# --- the API says why ---------------------------------------------------------------------------------------
+
+
+def test_the_decisions_api_answers_409_with_the_checks(world, client):
+    _require_gate(world.support, pass_rate={"min": 0.9})
+    prompt = make_prompt(world.support, world.eng)
+    golden = _golden(world.support, world.eng, prompt)
+    version = make_submitted(prompt, world.eng)
+    run = _run(golden, version, world.eng, [True, False, False, False])
+    client.force_login(world.gov)
+    response = client.post(
+        f"/api/v1/approvals/{_request(version).pk}/decisions/",
+        {"decision": "approve", "comment": "looks fine"},
+        content_type="application/json",
+    )
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "evaluation_gate_failed"
+    assert "pass rate 0.25 is below the required minimum of 0.9" in error["message"]
+    assert error["details"]["runs"][0]["run"] == run.pk
+    assert error["details"]["runs"][0]["checks"][0]["name"] == "pass_rate"
+    assert not ApprovalDecision.objects.exists()
