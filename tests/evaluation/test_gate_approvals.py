@@ -387,6 +387,10 @@ def test_the_decisions_api_answers_409_with_the_checks(world, client):
     version = make_submitted(prompt, world.eng)
     run = _run(golden, version, world.eng, [True, False, False, False])
     client.force_login(world.gov)
+    shown = client.get(f"/api/v1/approvals/{_request(version).pk}/").json()["evaluation_gate"]
+    assert shown["passed"] is False
+    assert shown["thresholds"] == {"pass_rate": {"min": 0.9}}
+    assert shown["runs"][0]["checks"][0]["actual"] == 0.25
     response = client.post(
         f"/api/v1/approvals/{_request(version).pk}/decisions/",
         {"decision": "approve", "comment": "looks fine"},
