@@ -204,3 +204,25 @@ def test_the_panel_in_spanish(world, catalog, golden, gated, client_as):
     page = review_page(gov, catalog)
     assert "Puerta de evaluación" in page and "No superada" in page and "Tasa de aprobados" in page
     assert "2 casos fallidos" in page and "REPLAY" in page
+
+
+def test_a_posted_approval_is_refused_by_the_engine_and_says_why(world, catalog, golden, gated, client_as):
+    """The disabled button is only a courtesy: a POST anyway is refused by the approval engine, and the page
+    says why (never a 500); nothing is recorded."""
+    run_finish(version=catalog.in_review, golden=golden, requester=world.eng, outputs=FAILING)
+    gov = client_as(world.gov)
+    response = gov.post(
+        reverse("workflows:decide", args=[catalog.request.pk]), {"decision": "approve"}, follow=True
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Not approved: the evaluation gate has not passed." in page and "pass rate" in page
+    catalog.request.refresh_from_db()
+    assert catalog.request.status == RequestStatus.OPEN and not catalog.request.decisions.exists()
+    # Requesting changes is still possible.
+    gov.post(
+        reverse("workflows:decide", args=[catalog.request.pk]),
+        {"decision": "request_changes", "comment": "fix"},
+    )
+    catalog.request.refresh_from_db()
+    assert catalog.request.status == RequestStatus.CHANGES_REQUESTED
