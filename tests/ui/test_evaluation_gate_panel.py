@@ -226,3 +226,22 @@ def test_a_posted_approval_is_refused_by_the_engine_and_says_why(world, catalog,
     )
     catalog.request.refresh_from_db()
     assert catalog.request.status == RequestStatus.CHANGES_REQUESTED
+
+
+def test_a_regression_against_production_is_shown_and_blocks(world, catalog, golden, client_as):
+    ApprovalPolicy.objects.create(
+        team=world.support,
+        subject_kind="prompt_version",
+        requires_evaluation=True,
+        evaluation_thresholds={"pass_rate": {"min": 0.3}, "max_regression": {"pass_rate": 0.1}},
+    )
+    production = run_finish(version=catalog.approved, golden=golden, requester=world.eng, outputs=PASSING)
+    run = run_finish(
+        version=catalog.in_review, golden=golden, requester=world.eng, outputs=FAILING, baseline=production
+    )
+    page = review_page(client_as(world.gov), catalog)
+    # Its own threshold is met (0.33 ≥ 0.3), but it is 0.67 below production's 1.0, more than δ = 0.1.
+    assert "Not passed" in page and "Pass rate, no worse than production" in page
+    assert "≥ 0.9" in page and "0.3333" in page and "met" in page and "not met" in page
+    assert reverse("evaluation_runs:regression", args=[run.pk]) in page
+    assert "disabled" in approve_button(page)
