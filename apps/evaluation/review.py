@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Max, Q
 from django.urls import reverse
 
+from apps.catalog.models import PromptVersion
 from apps.evaluation.models import CaseResult, EvaluationRun, GoldenSet
 from apps.workflows.models import ApprovalPolicy, ApprovalRequest, SubjectKind
 from apps.workflows.services import approval_gate_verdict, approval_policy_for
@@ -91,8 +92,8 @@ def evaluation_gate_panel(*, approval: ApprovalRequest) -> GatePanel | None:
                 failing_total=totals[item.run.pk],
             )
         )
-    if approval.subject_kind == SubjectKind.PROMPT_VERSION:
-        version = approval.subject
+    version = approval.subject
+    if approval.subject_kind == SubjectKind.PROMPT_VERSION and isinstance(version, PromptVersion):
         panel.other_content_runs = list(
             EvaluationRun.objects.filter(prompt_version=version, adapter_version__isnull=True)
             .exclude(subject_hash=version.content_hash)
