@@ -221,6 +221,16 @@ class CaseScore:
     def errored(self) -> bool:
         return self.error is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a result row stores (and `aggregate` reads back)."""
+        return {
+            "passed": self.passed,
+            "errored": self.errored,
+            "error": self.error,
+            "metrics": dict(self.metrics),
+            "failures": list(self.failures),
+        }
+
 
 # --- text normalisation and the individual metrics ---------------------------------------------------------
 

@@ -226,6 +226,13 @@ def test_a_judge_error_makes_the_case_an_error_but_keeps_its_checks():
     assert result.errored and not result.passed
     assert result.error == "judge: the judge's answer is empty"
     assert result.metrics == {"contains": True}
+    assert result.to_dict() == {
+        "passed": False,
+        "errored": True,
+        "error": "judge: the judge's answer is empty",
+        "metrics": {"contains": True},
+        "failures": [],
+    }
 
 
 def test_cosine_similarity():
