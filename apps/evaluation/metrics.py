@@ -45,7 +45,7 @@ from referencing.exceptions import Unresolvable
 from apps.feedback.agreement import mean_interval, wilson_interval
 
 REGEX_TIMEOUT_S = 0.25
-MAX_REGEX_CHARS = 2_000
+MAX_REGEX_CHARS = 1_000  # GoldenCase.regex's max_length
 JUDGE_SCALE: tuple[int, int] = (1, 5)
 
 # Metric names, in the order a summary lists them.
@@ -113,6 +113,7 @@ class Expectations:
                 raise ExpectationError(
                     "json_schema", f"invalid JSON schema at {where}: {exc.message}"
                 ) from None
+            _check_references(self.json_schema, self.json_schema)
         for name in ("max_latency_ms", "max_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -157,6 +158,41 @@ class Expectations:
         return self.expect_json or self.json_schema is not None
 
 
+def _check_references(node: Any, root: dict[str, Any]) -> None:
+    """Only references inside the schema: nothing is ever fetched, and a pointer must point at something."""
+    if isinstance(node, list):
+        for item in node:
+            _check_references(item, root)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+            if not value.startswith("#"):
+                raise ExpectationError(
+                    "json_schema", f"only references inside the schema (#/…) are allowed: {value}"
+                )
+            if (value == "#" or value.startswith("#/")) and not _pointer_resolves(root, value[1:]):
+                raise ExpectationError(
+                    "json_schema", f"the reference {value} points at nothing in the schema"
+                )
+        else:
+            _check_references(value, root)
+
+
+def _pointer_resolves(root: Any, pointer: str) -> bool:
+    target = root
+    for part in pointer.split("/")[1:] if pointer else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and part in target:
+            target = target[part]
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        else:
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class JudgeVerdict:
     score: float
@@ -184,6 +220,16 @@ class CaseScore:
     @property
     def errored(self) -> bool:
         return self.error is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a result row stores (and `aggregate` reads back)."""
+        return {
+            "passed": self.passed,
+            "errored": self.errored,
+            "error": self.error,
+            "metrics": dict(self.metrics),
+            "failures": list(self.failures),
+        }
 
 
 # --- text normalisation and the individual metrics ---------------------------------------------------------
@@ -483,6 +529,7 @@ class CaseRow(TypedDict, total=False):
 
     passed: bool
     errored: bool
+    error: str  # CaseResult.error: non-empty means errored
     metrics: Mapping[str, float | bool]
     latency_ms: float | None
     cost: float | Decimal | None
@@ -503,7 +550,8 @@ def percentile_nearest_rank(values: Sequence[float], q: float) -> float | None:
 def aggregate(case_rows: Iterable[CaseRow]) -> dict[str, Any]:
     """A run's summary (JSON-serialisable):
 
-    - `cases`, `passed`, `failed` (ran, a check failed), `errors` (no usable output, or a judge error);
+    - `cases`, `passed`, `failed` (ran, a check failed), `errors` (rows with `errored` or a non-empty `error`:
+      no usable output, or a judge error);
     - `pass_rate` = passed / cases — an errored case counts as not passed — with its Wilson 95 % interval
       `pass_rate_ci`, and `error_rate`;
     - `metrics`: for every metric some case reported, over the cases that did not error: `n`, `mean` (for a
@@ -522,7 +570,7 @@ def aggregate(case_rows: Iterable[CaseRow]) -> dict[str, Any]:
     tokens_in = tokens_out = tokens_out_cases = 0
     for row in case_rows:
         cases += 1
-        errored = bool(row.get("errored"))
+        errored = bool(row.get("errored") or row.get("error"))
         if errored:
             errors += 1
         elif row.get("passed"):

@@ -168,6 +168,18 @@ def test_json_schema_failure_names_the_path_of_the_error():
     assert len(invalid.failures) == 1
 
 
+def test_json_schema_follows_references_inside_the_schema():
+    schema = {
+        "$defs": {"sku": {"type": "string", "pattern": "^[A-Z]-\\d+$"}},
+        "items": {"$ref": "#/$defs/sku"},
+    }
+    expect = Expectations(json_schema=schema)
+    assert score(expect, '["A-1", "B-22"]').passed
+    assert score(expect, '["A-1", "b22"]').failures == [
+        "JSON schema: at $[1]: 'b22' does not match '^[A-Z]-\\\\d+$'"
+    ]
+
+
 def test_json_schema_counts_further_errors_and_checks_formats():
     result = score(Expectations(json_schema=SCHEMA), '{"sku": 5, "price": "x", "extra": 1}')
     assert result.failures[0].endswith("(and 2 more)")
@@ -214,6 +226,13 @@ def test_a_judge_error_makes_the_case_an_error_but_keeps_its_checks():
     assert result.errored and not result.passed
     assert result.error == "judge: the judge's answer is empty"
     assert result.metrics == {"contains": True}
+    assert result.to_dict() == {
+        "passed": False,
+        "errored": True,
+        "error": "judge: the judge's answer is empty",
+        "metrics": {"contains": True},
+        "failures": [],
+    }
 
 
 def test_cosine_similarity():
@@ -235,10 +254,20 @@ def test_cosine_similarity():
     "kwargs, field, message",
     [
         ({"regex": "(unclosed"}, "regex", "invalid regular expression: missing ) at position 9"),
-        ({"regex": "a" * 2001}, "regex", "longer than 2000 characters"),
+        ({"regex": "a" * 1001}, "regex", "longer than 1000 characters"),
         ({"json_schema": {"type": "nope"}}, "json_schema", "invalid JSON schema at $.type"),
         ({"json_schema": {"properties": {"a": {"minimum": "0"}}}}, "json_schema", "$.properties.a.minimum"),
         ({"json_schema": []}, "json_schema", "must be a JSON object"),
+        (
+            {"json_schema": {"properties": {"a": {"$ref": "https://example.com/a.json"}}}},
+            "json_schema",
+            "only references inside the schema (#/…) are allowed: https://example.com/a.json",
+        ),
+        (
+            {"json_schema": {"items": {"$ref": "#/$defs/nope"}}},
+            "json_schema",
+            "the reference #/$defs/nope points",
+        ),
         ({"max_latency_ms": -5}, "max_latency_ms", "must be a positive whole number"),
         ({"max_tokens": 0}, "max_tokens", "must be a positive whole number"),
         ({"max_tokens": True}, "max_tokens", "must be a positive whole number"),
@@ -376,7 +405,14 @@ ROWS = [
         "latency_ms": 900,
         "cost": Decimal("0.002"),
     },
-    {"passed": False, "errored": True, "metrics": {"contains": True}, "latency_ms": None, "cost": None},
+    # a result row as stored: the provider's or judge's error in `error`
+    {
+        "passed": False,
+        "error": "judge: no JSON object",
+        "metrics": {"contains": True},
+        "latency_ms": None,
+        "cost": None,
+    },
 ]
 
 
