@@ -326,10 +326,11 @@ class GoldenSetExportApi(ApiView):
     def get(self, request: Request, golden_set_id: int) -> HttpResponse:
         query = validated(self.QuerySerializer, request.query_params)
         golden_set = golden_set_get(user=request.user, golden_set_id=golden_set_id)
+        version: GoldenSetVersion | None
         if "version" in query:
             version = golden_set_version_get(golden_set=golden_set, number=query["version"])
         else:
             version = golden_set_latest_version(golden_set=golden_set)
-            if version is None:
-                raise Unprocessable("This golden set has no version yet.", code="no_version")
+        if version is None:
+            raise Unprocessable("This golden set has no version yet.", code="no_version")
         return export_response(version, query["format"])
