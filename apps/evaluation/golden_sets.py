@@ -24,11 +24,9 @@ import csv
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
-import jsonschema
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q, QuerySet
 
@@ -38,6 +36,7 @@ from apps.accounts.selectors import user_has_role, user_team_ids
 from apps.audit.services import audit_event_record
 from apps.catalog.models import Prompt, PromptVersion, name_validator
 from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+from apps.evaluation.metrics import ExpectationError, Expectations
 from apps.evaluation.models import CaseSource, GoldenCase, GoldenSet, GoldenSetVersion
 
 MAX_CASES = 10_000
@@ -108,21 +107,29 @@ def _case_error(message: str, field: str | None, *, index: int | None, line: int
     return CaseError(message, field=field, where=f"case {number}", details={"case": number})
 
 
+EXPECTATION_FIELDS = (
+    "reference",
+    "exact",
+    "must_contain",
+    "must_not_contain",
+    "regex",
+    "expect_json",
+    "json_schema",
+    "max_latency_ms",
+    "max_tokens",
+    "rubric",
+    "case_sensitive",
+)
+
+
 def _check_expectations(case: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, problem) for an expectation that could never be checked, else None. A regular expression
-    must compile; a JSON schema must be a valid schema (jsonschema's metaschema check)."""
-    if case["regex"]:
-        try:
-            re.compile(case["regex"])
-        except re.error as exc:
-            return "regex", f"not a valid regular expression ({exc})."
-    if case["json_schema"] is not None:
-        if not isinstance(case["json_schema"], dict | bool):
-            return "json_schema", "a JSON schema is an object."
-        try:
-            jsonschema.validators.validator_for(case["json_schema"]).check_schema(case["json_schema"])
-        except jsonschema.SchemaError as exc:
-            return "json_schema", f"not a valid JSON schema ({exc.message})."
+    """(field, problem) for an expectation the metrics module could never check (a regular expression that
+    does not compile, a JSON schema that is not a valid schema or references outside itself, …), else None.
+    The scoring code's own validation, so that what is saved is what can be scored."""
+    try:
+        Expectations.from_dict({name: case[name] for name in EXPECTATION_FIELDS})
+    except ExpectationError as exc:
+        return exc.field, exc.message.rstrip(".") + "."
     return None
 
 

@@ -142,9 +142,11 @@ def test_the_content_hash_is_stable_and_depends_only_on_the_cases(world):
     "case, field, message",
     [
         ({"name": "nothing"}, None, "expects nothing"),
-        ({"regex": "(unclosed"}, "regex", "not a valid regular expression"),
-        ({"json_schema": {"type": "nonsense"}}, "json_schema", "not a valid JSON schema"),
-        ({"json_schema": "object"}, "json_schema", "a JSON schema is an object"),
+        ({"regex": "(unclosed"}, "regex", "invalid regular expression"),
+        ({"json_schema": {"type": "nonsense"}}, "json_schema", "invalid JSON schema"),
+        ({"json_schema": "object"}, "json_schema", "must be a JSON object"),
+        ({"json_schema": {"$ref": "https://example.com/s.json"}}, "json_schema", "only references inside"),
+        ({"json_schema": {"$ref": "#/$defs/missing"}}, "json_schema", "points at nothing"),
         ({"exact": True}, "exact", "needs a reference"),
         ({"must_contain": "refund"}, "must_contain", "a list"),
         ({"must_contain": [""]}, "must_contain", "non-empty"),
@@ -234,7 +236,7 @@ def test_a_minimal_csv_with_some_columns_imports_with_defaults(world):
             'name,json_schema\na,"{""type"": ""objekt""}"\n',
             2,
             "json_schema",
-            "not a valid JSON schema",
+            "invalid JSON schema",
         ),
     ],
 )
