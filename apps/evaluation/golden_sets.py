@@ -27,8 +27,9 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 
 from apps.accounts.models import Team, User
 from apps.accounts.roles import CATALOG_AUTHORS, CATALOG_READERS
@@ -366,6 +367,25 @@ def golden_sets_for(
     return qs.select_related("team", "prompt", "created_by").order_by("team__slug", "name")
 
 
+def golden_sets_with_latest(sets: Iterable[GoldenSet]) -> list[GoldenSet]:
+    """The sets, each with `.latest` (its latest version, or None), in two queries for the whole page."""
+    sets = list(sets)
+    newest = (
+        GoldenSetVersion.objects.filter(golden_set_id=OuterRef("golden_set_id"))
+        .order_by("-number")
+        .values("pk")[:1]
+    )
+    latest = {
+        v.golden_set_id: v
+        for v in GoldenSetVersion.objects.filter(golden_set_id__in=[s.pk for s in sets])
+        .filter(pk=Subquery(newest))
+        .select_related("created_by")
+    }
+    for golden_set in sets:
+        golden_set.latest = latest.get(golden_set.pk)
+    return sets
+
+
 def golden_set_get(*, user: User, golden_set_id: int) -> GoldenSet:
     found = golden_sets_for(user=user).filter(pk=golden_set_id).first()
     if found is None:
@@ -448,7 +468,7 @@ def golden_set_create(
     _require_writer(actor, team.pk)
     try:
         name_validator(name)
-    except Exception:
+    except ValidationError:
         raise Unprocessable(
             "name: use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit (at most 100).",
             code="invalid_name",

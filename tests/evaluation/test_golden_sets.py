@@ -27,6 +27,7 @@ from apps.evaluation.golden_sets import (
     golden_set_version_create,
     golden_sets_applicable,
     golden_sets_for,
+    golden_sets_with_latest,
 )
 from apps.evaluation.models import GoldenCase, GoldenSet, GoldenSetVersion
 from apps.feedback.services import (
@@ -438,3 +439,18 @@ def test_the_description_is_updated_and_audited(world):
 
 def test_parse_is_usable_alone(world):
     assert cases_parse('{"rubric": "kind"}\n', "jsonl")[0]["rubric"] == "kind"
+
+
+def test_a_page_of_sets_gets_its_latest_versions_in_one_query(world, django_assert_num_queries):
+    first = make_golden_set(world)
+    second = make_golden_set(world, name="second", shared=True)
+    golden_case_remove(actor=world.eng, golden_set=first, position=1)
+    golden_case_remove(actor=world.eng, golden_set=first, position=1)
+    sets = list(golden_sets_for(user=world.eng))
+    with django_assert_num_queries(1):
+        with_latest = golden_sets_with_latest(sets)
+    assert {s.name: (s.latest.number, s.latest.case_count) for s in with_latest} == {
+        "support-basics": (3, 2),
+        "second": (1, 4),
+    }
+    assert second in with_latest
