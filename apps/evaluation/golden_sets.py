@@ -382,7 +382,7 @@ def golden_sets_with_latest(sets: Iterable[GoldenSet]) -> list[GoldenSet]:
         .select_related("created_by")
     }
     for golden_set in sets:
-        golden_set.latest = latest.get(golden_set.pk)
+        golden_set.latest = latest.get(golden_set.pk)  # type: ignore[attr-defined]
     return sets
 
 
