@@ -378,6 +378,21 @@ VERTEX_OPERATION_TIMEOUT_SECONDS = env.float("VERTEX_OPERATION_TIMEOUT_SECONDS",
 VERTEX_RETRY = env.bool("VERTEX_RETRY", default=True)  # a short retry on UNAVAILABLE; False: retry=None
 VERTEX_ANONYMOUS_CREDENTIALS = env.bool("VERTEX_ANONYMOUS_CREDENTIALS", default=False)  # only the fake
 
+# Evaluation runs (apps/evaluation/providers): the model providers and how hard they are driven.
+EVALUATION_CONCURRENCY = env.int("EVALUATION_CONCURRENCY", default=32)  # requests in flight per run
+# Per provider and per process (each worker process has its own limiter); 0 = no limit.
+EVALUATION_RATE_PER_SECOND = env.float("EVALUATION_RATE_PER_SECOND", default=200.0)
+EVALUATION_MAX_ATTEMPTS = env.int("EVALUATION_MAX_ATTEMPTS", default=4)  # calls per case, retries included
+EVALUATION_RETRY_BASE_SECONDS = env.float("EVALUATION_RETRY_BASE_SECONDS", default=0.5)  # backoff base
+EVALUATION_RETRY_MAX_SECONDS = env.float("EVALUATION_RETRY_MAX_SECONDS", default=30.0)  # longest wait
+EVALUATION_TIMEOUT_SECONDS = env.float("EVALUATION_TIMEOUT_SECONDS", default=60.0)  # each model call
+EVALUATION_OPENAI_BASE_URL = env.str("EVALUATION_OPENAI_BASE_URL", default="")  # e.g. http://vllm:8000/v1
+EVALUATION_OPENAI_API_KEY = env.str("EVALUATION_OPENAI_API_KEY", default="")  # sent as a bearer token
+EVALUATION_OPENAI_EMBEDDING_MODEL = env.str("EVALUATION_OPENAI_EMBEDDING_MODEL", default="")
+EVALUATION_VERTEX_EMBEDDING_MODEL = env.str("EVALUATION_VERTEX_EMBEDDING_MODEL", default="")
+# The replay provider's lookup (recorded response by request key): a dotted path to a callable.
+EVALUATION_REPLAY_LOOKUP = env.str("EVALUATION_REPLAY_LOOKUP", default="")
+
 # Logs: staged text is encrypted with these Fernet keys (newest first; Secret Manager in production).
 LOG_STAGING_KEYS = env.list("ATALAYA_STAGING_KEYS", default=[])
 PII_TOKEN_KEY = env.str("ATALAYA_PII_TOKEN_KEY", default="")
@@ -414,7 +429,12 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The HTTP clients (the openai client's among them) log every request at INFO: a line per case.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+    },
 }
 ADMIN_URL = env.str("DJANGO_ADMIN_URL", default="admin/")
 
