@@ -22,6 +22,7 @@ urlpatterns = [
     path("tuning/", include("apps.tuning.urls")),
     path("deployments/", include("apps.tuning.urls_deployments")),
     path("feedback/", include("apps.feedback.urls")),
+    path("golden-sets/", include("apps.evaluation.urls_golden")),
     path("evaluations/runs/", include("apps.evaluation.urls_runs")),
     path("api/v1/", include("console.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

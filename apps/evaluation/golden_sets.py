@@ -817,3 +817,17 @@ def corrected_annotations(*, user: User, queue: Any) -> list[tuple[Any, str, str
             if isinstance(value, str) and value.strip():
                 rows.append((annotation, name, value))
     return rows
+
+
+def annotation_for_golden_case(*, user: User, annotation_id: int) -> Any:
+    """An annotation whose corrected answer the user may turn into a case: of a queue of a team where
+    they manage feedback and edit golden sets; None otherwise."""
+    from apps.feedback.models import Annotation
+    from apps.feedback.services import FEEDBACK_MANAGERS
+
+    teams = set(user_team_ids(user, FEEDBACK_MANAGERS)) & set(user_team_ids(user, CATALOG_AUTHORS))
+    return (
+        Annotation.objects.filter(pk=annotation_id, queue__team_id__in=teams)
+        .select_related("queue__schema", "queue__team", "item__event", "annotator")
+        .first()
+    )
