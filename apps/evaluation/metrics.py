@@ -113,6 +113,7 @@ class Expectations:
                 raise ExpectationError(
                     "json_schema", f"invalid JSON schema at {where}: {exc.message}"
                 ) from None
+            _check_references(self.json_schema, self.json_schema)
         for name in ("max_latency_ms", "max_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -155,6 +156,41 @@ class Expectations:
     @property
     def wants_json(self) -> bool:
         return self.expect_json or self.json_schema is not None
+
+
+def _check_references(node: Any, root: dict[str, Any]) -> None:
+    """Only references inside the schema: nothing is ever fetched, and a pointer must point at something."""
+    if isinstance(node, list):
+        for item in node:
+            _check_references(item, root)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+            if not value.startswith("#"):
+                raise ExpectationError(
+                    "json_schema", f"only references inside the schema (#/…) are allowed: {value}"
+                )
+            if (value == "#" or value.startswith("#/")) and not _pointer_resolves(root, value[1:]):
+                raise ExpectationError(
+                    "json_schema", f"the reference {value} points at nothing in the schema"
+                )
+        else:
+            _check_references(value, root)
+
+
+def _pointer_resolves(root: Any, pointer: str) -> bool:
+    target = root
+    for part in pointer.split("/")[1:] if pointer else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and part in target:
+            target = target[part]
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        else:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

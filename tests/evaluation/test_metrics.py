@@ -168,6 +168,18 @@ def test_json_schema_failure_names_the_path_of_the_error():
     assert len(invalid.failures) == 1
 
 
+def test_json_schema_follows_references_inside_the_schema():
+    schema = {
+        "$defs": {"sku": {"type": "string", "pattern": "^[A-Z]-\\d+$"}},
+        "items": {"$ref": "#/$defs/sku"},
+    }
+    expect = Expectations(json_schema=schema)
+    assert score(expect, '["A-1", "B-22"]').passed
+    assert score(expect, '["A-1", "b22"]').failures == [
+        "JSON schema: at $[1]: 'b22' does not match '^[A-Z]-\\\\d+$'"
+    ]
+
+
 def test_json_schema_counts_further_errors_and_checks_formats():
     result = score(Expectations(json_schema=SCHEMA), '{"sku": 5, "price": "x", "extra": 1}')
     assert result.failures[0].endswith("(and 2 more)")
@@ -239,6 +251,16 @@ def test_cosine_similarity():
         ({"json_schema": {"type": "nope"}}, "json_schema", "invalid JSON schema at $.type"),
         ({"json_schema": {"properties": {"a": {"minimum": "0"}}}}, "json_schema", "$.properties.a.minimum"),
         ({"json_schema": []}, "json_schema", "must be a JSON object"),
+        (
+            {"json_schema": {"properties": {"a": {"$ref": "https://example.com/a.json"}}}},
+            "json_schema",
+            "only references inside the schema (#/…) are allowed: https://example.com/a.json",
+        ),
+        (
+            {"json_schema": {"items": {"$ref": "#/$defs/nope"}}},
+            "json_schema",
+            "the reference #/$defs/nope points",
+        ),
         ({"max_latency_ms": -5}, "max_latency_ms", "must be a positive whole number"),
         ({"max_tokens": 0}, "max_tokens", "must be a positive whole number"),
         ({"max_tokens": True}, "max_tokens", "must be a positive whole number"),
