@@ -506,18 +506,22 @@ def _call_all(provider: Any, requests: list[Any]) -> list[Any]:
     return providers.run_requests(provider, requests) if requests else []
 
 
-def _judge_request(judge: PromptVersion, pending: _Pending) -> Any:
+def judge_request(
+    judge: PromptVersion, *, case: GoldenCase, rendered: list[dict[str, str]], output: str
+) -> Any:
+    """The request that asks the judge prompt for its verdict on one answer (raises VariablesMismatch or
+    TemplateProblem when the judge prompt does not render with rubric, input, reference and output)."""
     variables = {
-        "rubric": pending.case.rubric,
-        "input": _conversation(pending.rendered),
-        "reference": pending.case.reference,
-        "output": pending.response.text,
+        "rubric": case.rubric,
+        "input": _conversation(rendered),
+        "reference": case.reference,
+        "output": output,
     }
     expected = list(judge.variables)
-    rendered = render_messages(
+    messages = render_messages(
         judge.messages, {k: v for k, v in variables.items() if k in expected}, expected=expected
     )
-    return providers.ModelRequest(model=judge.model, messages=rendered, parameters=dict(judge.parameters))
+    return providers.ModelRequest(model=judge.model, messages=messages, parameters=dict(judge.parameters))
 
 
 def _score(pending: _Pending, run: EvaluationRun, book: PriceBook, at: Any) -> CaseResult:
@@ -598,7 +602,9 @@ def _judge_and_embed(
     elif to_judge and judge is not None:
         for pending in to_judge:
             try:
-                pending.judge_request = _judge_request(judge, pending)
+                pending.judge_request = judge_request(
+                    judge, case=pending.case, rendered=pending.rendered, output=pending.response.text
+                )
             except (VariablesMismatch, TemplateProblem) as exc:
                 pending.judge_error = f"judge: the judge prompt does not render: {exc}"
         judged = [p for p in to_judge if p.judge_request is not None]
