@@ -16,7 +16,6 @@ so the same requests can be replayed later (CI regression checks, re-scoring, th
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,19 +69,15 @@ STALE_AFTER = timedelta(minutes=10)
 
 
 def _prompt_subject_hash(version: PromptVersion) -> str:
-    try:
-        from apps.evaluation.gates import prompt_subject_hash  # the lead's gate (main)
-    except ImportError:
-        return version.content_hash
-    return prompt_subject_hash(version)
+    from apps.evaluation import gates  # the lead's gate: what it matches runs on
+
+    return gates.prompt_subject_hash(version)
 
 
 def _adapter_subject_hash(adapter_version: AdapterVersion) -> str:
-    try:
-        from apps.evaluation.gates import adapter_subject_hash  # the lead's gate (main)
-    except ImportError:
-        return hashlib.sha256(f"{adapter_version.pk}:{adapter_version.artifact_uri}".encode()).hexdigest()
-    return adapter_subject_hash(adapter_version)
+    from apps.evaluation import gates
+
+    return gates.adapter_subject_hash(adapter_version)
 
 
 def adapter_served_model(adapter_version: AdapterVersion) -> str:
@@ -686,12 +681,11 @@ def _finish(run_id: int, *, status: str, error: str = "") -> EvaluationRun:
             run.summary = metrics.aggregate(_summary_rows(run))
         run.save(update_fields=["status", "error", "finished_at", "cases_done", "summary", "updated_at"])
         if status == RunStatus.COMPLETED:
-            try:
-                from apps.evaluation.gates import run_outcome_record  # the lead's gate (main)
-            except ImportError:
-                pass
-            else:
-                run_outcome_record(run=run)  # sets passed and gate from the team's policy
+            from apps.evaluation import gates
+
+            outcome_record = getattr(gates, "run_outcome_record", None)
+            if outcome_record is not None:
+                outcome_record(run=run)  # sets passed and gate from the team's policy and the baseline
                 run.save(update_fields=["passed", "gate", "updated_at"])
         audit_event_record(
             actor=None,
