@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Max, Q
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from apps.evaluation.gates import gate_verdict
 from apps.evaluation.models import CaseResult, EvaluationRun, GoldenSet
@@ -21,7 +21,7 @@ OUTPUT_EXCERPT = 400  # characters of a failing case's output
 @dataclass
 class RunPanel:
     run: EvaluationRun
-    url: str | None
+    url: str
     golden_set: GoldenSet
     latest_number: int
     checks: list[Any]
@@ -48,11 +48,8 @@ class GatePanel:
     other_content_runs: list[EvaluationRun] = field(default_factory=list)
 
 
-def run_url(run: EvaluationRun) -> str | None:
-    try:
-        return reverse("evaluation:run", args=[run.pk])
-    except NoReverseMatch:
-        return None
+def run_url(run: EvaluationRun) -> str:
+    return reverse("evaluation_runs:run", args=[run.pk])
 
 
 def evaluation_gate_panel(*, subject_kind: str, subject: Any, team: Any) -> GatePanel | None:

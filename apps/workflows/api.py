@@ -23,6 +23,7 @@ from apps.workflows.models import ApprovalRequest, Decision, RequestStatus
 from apps.workflows.selectors import approval_request_get, approval_request_list, review_queue
 from apps.workflows.services import (
     approval_decision_record,
+    approval_gate_verdict,
     approval_request_can_decide,
     approval_request_withdraw,
 )
@@ -95,6 +96,12 @@ class ApprovalDetailApi(ApiView):
         decisions = ApprovalDecisionOutputSerializer(many=True)
         can_decide = serializers.BooleanField(help_text="Whether the caller may decide this request now.")
         cannot_decide_reason = serializers.CharField(help_text="Why not, when they may not.")
+        evaluation_gate = serializers.JSONField(
+            allow_null=True,
+            help_text="The evaluation gate's verdict (passed, reason, thresholds, and per golden set its run and "
+            "checks), or null when the policy does not require evaluation. Approving is refused (409 "
+            "evaluation_gate_failed) while it has not passed.",
+        )
 
     @extend_schema(
         operation_id="approvals_retrieve", responses={200: OutputSerializer} | errors(401, 403, 404)
@@ -103,6 +110,12 @@ class ApprovalDetailApi(ApiView):
         approval = _get_request(user=request.user, request_id=request_id)
         can_decide, reason = approval_request_can_decide(request=approval, user=request.user)
         approval.can_decide, approval.cannot_decide_reason = can_decide, reason
+        verdict = approval_gate_verdict(request=approval) if approval.status == RequestStatus.OPEN else None
+        approval.evaluation_gate = (
+            None
+            if verdict is None
+            else {"passed": verdict.passed, "reason": verdict.reason, **verdict.as_details()}
+        )
         return Response(self.OutputSerializer(approval).data)
 
 

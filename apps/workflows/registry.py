@@ -29,3 +29,16 @@ def subject_handler(kind: str) -> SubjectHandler:
         return _handlers[kind]
     except KeyError:
         raise LookupError(f"No handler registered for subject kind {kind!r}") from None
+
+
+# The evaluation gate (apps/evaluation/gates.py registers it): (subject_kind, subject, team) → a verdict with
+# `.passed`, `.reason` and `.as_details()`, or None when the subject's policy asks for no evaluation.
+_gate: list[Callable[..., Any]] = []
+
+
+def evaluation_gate_register(gate: Callable[..., Any]) -> None:
+    _gate[:] = [gate]
+
+
+def evaluation_gate() -> Callable[..., Any] | None:
+    return _gate[0] if _gate else None

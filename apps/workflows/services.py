@@ -26,7 +26,7 @@ from apps.workflows.models import (
     RequestStatus,
     SubjectKind,
 )
-from apps.workflows.registry import subject_handler
+from apps.workflows.registry import evaluation_gate, subject_handler
 
 
 def approval_policy_for(*, subject_kind: str, team: Team) -> ApprovalPolicy:
@@ -119,6 +119,28 @@ def _close(request: ApprovalRequest, status: str, actor: User, comment: str) -> 
     callback(subject=subject, request=request, actor=actor, comment=comment)
 
 
+def approval_gate_verdict(*, request: ApprovalRequest) -> Any:
+    """The evaluation gate's verdict on the request's subject (None when its policy asks for none)."""
+    gate = evaluation_gate()
+    if gate is None:
+        return None
+    handler = subject_handler(request.subject_kind)
+    subject = handler.model._default_manager.filter(pk=request.object_id).first()
+    if subject is None:
+        return None
+    return gate(subject_kind=request.subject_kind, subject=subject, team=request.team)
+
+
+def _check_evaluation_gate(request: ApprovalRequest) -> None:
+    verdict = approval_gate_verdict(request=request)
+    if verdict is not None and not verdict.passed:
+        raise Conflict(
+            f"The evaluation gate has not passed: {verdict.reason}",
+            code="evaluation_gate_failed",
+            details=verdict.as_details(),
+        )
+
+
 @transaction.atomic
 def approval_decision_record(
     *, request_id: int, reviewer: User, decision: str, comment: str = ""
@@ -143,6 +165,8 @@ def approval_decision_record(
         if code == "not_a_reviewer" and request.decisions.filter(reviewer=reviewer).exists():
             raise Conflict(reason, code="already_decided")
         raise PermissionDenied(reason, code=code)
+    if decision == Decision.APPROVE:
+        _check_evaluation_gate(request)
     record = ApprovalDecision.objects.create(
         request=request, reviewer=reviewer, decision=decision, comment=comment
     )

@@ -53,6 +53,7 @@ def test_a_failed_run_shows_why_case_by_case(world, catalog, golden, gated, clie
     run = run_finish(version=catalog.in_review, golden=golden, requester=world.eng, outputs=FAILING)
     page = review_page(client_as(world.gov), catalog)
     assert "Not passed" in page and f"Run #{run.pk}" in page
+    assert reverse("evaluation_runs:run", args=[run.pk]) in page
     assert "REPLAY" in page  # a replay run is always labelled
     # The threshold check: required and actual.
     assert "Pass rate" in page and "≥ 0.9" in page and "0.3333" in page and "not met" in page

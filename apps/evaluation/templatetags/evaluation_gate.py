@@ -76,7 +76,7 @@ def gate_value(value: Any) -> str:
 
 
 @register.filter
-def run_url(run: Any) -> str | None:
+def run_url(run: Any) -> str:
     from apps.evaluation.review import run_url as url
 
     return url(run)
