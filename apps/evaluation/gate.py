@@ -140,7 +140,11 @@ def _validate_regression(value: Any) -> dict[str, float]:
         raise ThresholdError(REGRESSION_KEY, 'must be a number or an object such as {"pass_rate": 0.05}')
     out: dict[str, float] = {}
     for name, delta in value.items():
-        if name not in GATE_METRICS or name == "cases":
+        if name == "cases":
+            raise ThresholdError(
+                f"{REGRESSION_KEY}.{name}", "the number of cases is not compared with production"
+            )
+        if name not in GATE_METRICS:
             raise ThresholdError(f"{REGRESSION_KEY}.{name}", "unknown gate metric")
         if not _number(delta) or delta < 0:
             raise ThresholdError(f"{REGRESSION_KEY}.{name}", "must be a number, zero or more")

@@ -45,7 +45,7 @@ from referencing.exceptions import Unresolvable
 from apps.feedback.agreement import mean_interval, wilson_interval
 
 REGEX_TIMEOUT_S = 0.25
-MAX_REGEX_CHARS = 2_000
+MAX_REGEX_CHARS = 1_000  # GoldenCase.regex's max_length
 JUDGE_SCALE: tuple[int, int] = (1, 5)
 
 # Metric names, in the order a summary lists them.
@@ -220,6 +220,16 @@ class CaseScore:
     @property
     def errored(self) -> bool:
         return self.error is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a result row stores (and `aggregate` reads back)."""
+        return {
+            "passed": self.passed,
+            "errored": self.errored,
+            "error": self.error,
+            "metrics": dict(self.metrics),
+            "failures": list(self.failures),
+        }
 
 
 # --- text normalisation and the individual metrics ---------------------------------------------------------
@@ -519,6 +529,7 @@ class CaseRow(TypedDict, total=False):
 
     passed: bool
     errored: bool
+    error: str  # CaseResult.error: non-empty means errored
     metrics: Mapping[str, float | bool]
     latency_ms: float | None
     cost: float | Decimal | None
@@ -539,7 +550,8 @@ def percentile_nearest_rank(values: Sequence[float], q: float) -> float | None:
 def aggregate(case_rows: Iterable[CaseRow]) -> dict[str, Any]:
     """A run's summary (JSON-serialisable):
 
-    - `cases`, `passed`, `failed` (ran, a check failed), `errors` (no usable output, or a judge error);
+    - `cases`, `passed`, `failed` (ran, a check failed), `errors` (rows with `errored` or a non-empty `error`:
+      no usable output, or a judge error);
     - `pass_rate` = passed / cases — an errored case counts as not passed — with its Wilson 95 % interval
       `pass_rate_ci`, and `error_rate`;
     - `metrics`: for every metric some case reported, over the cases that did not error: `n`, `mean` (for a
@@ -558,7 +570,7 @@ def aggregate(case_rows: Iterable[CaseRow]) -> dict[str, Any]:
     tokens_in = tokens_out = tokens_out_cases = 0
     for row in case_rows:
         cases += 1
-        errored = bool(row.get("errored"))
+        errored = bool(row.get("errored") or row.get("error"))
         if errored:
             errors += 1
         elif row.get("passed"):

@@ -226,6 +226,13 @@ def test_a_judge_error_makes_the_case_an_error_but_keeps_its_checks():
     assert result.errored and not result.passed
     assert result.error == "judge: the judge's answer is empty"
     assert result.metrics == {"contains": True}
+    assert result.to_dict() == {
+        "passed": False,
+        "errored": True,
+        "error": "judge: the judge's answer is empty",
+        "metrics": {"contains": True},
+        "failures": [],
+    }
 
 
 def test_cosine_similarity():
@@ -247,7 +254,7 @@ def test_cosine_similarity():
     "kwargs, field, message",
     [
         ({"regex": "(unclosed"}, "regex", "invalid regular expression: missing ) at position 9"),
-        ({"regex": "a" * 2001}, "regex", "longer than 2000 characters"),
+        ({"regex": "a" * 1001}, "regex", "longer than 1000 characters"),
         ({"json_schema": {"type": "nope"}}, "json_schema", "invalid JSON schema at $.type"),
         ({"json_schema": {"properties": {"a": {"minimum": "0"}}}}, "json_schema", "$.properties.a.minimum"),
         ({"json_schema": []}, "json_schema", "must be a JSON object"),
@@ -398,7 +405,14 @@ ROWS = [
         "latency_ms": 900,
         "cost": Decimal("0.002"),
     },
-    {"passed": False, "errored": True, "metrics": {"contains": True}, "latency_ms": None, "cost": None},
+    # a result row as stored: the provider's or judge's error in `error`
+    {
+        "passed": False,
+        "error": "judge: no JSON object",
+        "metrics": {"contains": True},
+        "latency_ms": None,
+        "cost": None,
+    },
 ]
 
 
