@@ -12,7 +12,11 @@ types, responses written as protobuf), over TLS with the test certificate of tes
   `@alias`), MergeVersionAliases, ListModelVersions;
 - google.cloud.aiplatform.v1.EndpointService: CreateEndpoint (an operation), GetEndpoint, ListEndpoints
   (display_name filter), DeployModel and UndeployModel (operations), UpdateEndpoint (traffic split);
-- google.longrunning.Operations: GetOperation, WaitOperation.
+- google.longrunning.Operations: GetOperation, WaitOperation;
+- google.cloud.aiplatform.v1.PredictionService: GenerateContent (Gemini on a publisher model or an
+  endpoint: the answer is `generate_answers[last user text]`, `generate_responder(request)` or "echo:
+  <last user text>"; tokens are words, `max_output_tokens` cuts the answer (finish reason MAX_TOKENS),
+  `thoughts_tokens` adds thinking tokens), EmbedContent (deterministic vectors, `embedding_for(text)`).
 
 What it checks, as Vertex does: resource names and parents; a worker pool needs an image and a machine
 type, and accelerators a type; label keys and values (lowercase, digits, `_`, `-`, at most 63
@@ -24,12 +28,14 @@ Jobs start QUEUED (tuning jobs PENDING) and move only when a test says so (`adva
 SUCCEEDED, FAILED with a message, EXPIRED; a cancel moves a job to CANCELLING, and `advance` to
 CANCELLED. Operations are done at once unless `operation_polls` asks for that many unfinished
 GetOperation answers first. `fail_next(n)` makes the next n calls (of one method, when named) fail
-with UNAVAILABLE or another code, `delay_seconds` answers late; every call is recorded (`calls`,
+with UNAVAILABLE or another code (with a `google.rpc.RetryInfo` delay when `retry_delay` is given, as
+Vertex sends with RESOURCE_EXHAUSTED), `delay_seconds` answers late; every call is recorded (`calls`,
 `requests(method)`, `count(method)`) so a test asserts what was sent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import threading
@@ -42,7 +48,9 @@ from typing import Any
 import grpc
 from google.cloud import aiplatform_v1 as v1
 from google.longrunning import operations_pb2
-from google.protobuf import empty_pb2, field_mask_pb2, timestamp_pb2
+from google.protobuf import any_pb2, duration_pb2, empty_pb2, field_mask_pb2, timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from tests.contract.tls import LocalhostTls
 
@@ -58,6 +66,25 @@ _LABEL = re.compile(r"[a-z0-9_-]{0,63}")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _ALIAS = re.compile(r"[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]")
 _PARENT = re.compile(r"projects/[^/]+/locations/[^/]+")
+_PUBLISHER_MODEL = re.compile(r"projects/[^/]+/locations/[^/]+/publishers/google/models/(?P<model>[^/]+)")
+_ENDPOINT = re.compile(r"projects/[^/]+/locations/[^/]+/endpoints/[^/]+")
+EMBEDDING_DIMENSIONS = 8
+FAILURE_MESSAGES = {
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (
+        "Resource exhausted. Please try again later. Please refer to "
+        "https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details."
+    ),
+}
+
+
+def embedding_for(text: str) -> list[float]:
+    """The fake's embedding of a text: 8 floats from its SHA-256, the same every time."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(b / 255.0, 6) for b in digest[:EMBEDDING_DIMENSIONS]]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
 
 
 class Abort(Exception):
@@ -72,6 +99,12 @@ class Call:
     method: str  # "CreateCustomJob", "ListCustomJobs", …
     request: Any  # the protobuf request
     status: str = "OK"
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -188,7 +221,13 @@ class FakeVertex:
         self.calls: list[Call] = []
         self.delay_seconds = 0.0
         self.operation_polls = 0  # unfinished GetOperation answers before an operation is done
-        self._failures: list[tuple[grpc.StatusCode, str | None]] = []
+        self._failures: list[tuple[grpc.StatusCode, str | None, float | None]] = []
+        # PredictionService (Gemini): the publisher models it knows, and what they answer.
+        self.publisher_models = {"gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash-001"}
+        self.embedding_models = {"gemini-embedding-001", "text-embedding-005"}
+        self.generate_answers: dict[str, str] = {}
+        self.generate_responder: Callable[[Any], str] | None = None
+        self.thoughts_tokens = 0
         self._lock = threading.RLock()
         self._ids = itertools.count(1001)
         self.custom_jobs: dict[str, Any] = {}  # name → v1.CustomJob protobuf, in creation order
@@ -234,6 +273,10 @@ class FakeVertex:
                 "GetOperation": (self._get_operation, operations_pb2.GetOperationRequest),
                 "WaitOperation": (self._wait_operation, operations_pb2.WaitOperationRequest),
             },
+            "google.cloud.aiplatform.v1.PredictionService": {
+                "GenerateContent": (self._generate_content, v1.GenerateContentRequest),
+                "EmbedContent": (self._embed_content, v1.EmbedContentRequest),
+            },
         }
         server.add_generic_rpc_handlers(
             tuple(
@@ -256,10 +299,15 @@ class FakeVertex:
             self._server = None
 
     def fail_next(
-        self, n: int = 1, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE, method: str | None = None
+        self,
+        n: int = 1,
+        code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        method: str | None = None,
+        *,
+        retry_delay: float | None = None,
     ) -> None:
         with self._lock:
-            self._failures.extend([(code, method)] * n)
+            self._failures.extend([(code, method, retry_delay)] * n)
 
     def requests(self, method: str) -> list[Any]:
         return [c.request for c in self.calls if c.method == method]
@@ -323,16 +371,22 @@ class FakeVertex:
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             with self._lock:
-                failure = None
-                for i, (_code, only) in enumerate(self._failures):
+                failure, retry_delay = None, None
+                for i, (_code, only, _delay) in enumerate(self._failures):
                     if only in (None, method):
-                        failure = self._failures.pop(i)[0]
+                        failure, _, retry_delay = self._failures.pop(i)
                         break
             if self.delay_seconds:
                 time.sleep(self.delay_seconds)
             if failure is not None:
                 self._record(method, request, failure.name)
-                context.abort(failure, "The service is currently unavailable (fake).")
+                message = FAILURE_MESSAGES.get(failure, "The service is currently unavailable (fake).")
+                if retry_delay is None:
+                    context.abort(failure, message)
+                detail = any_pb2.Any()
+                detail.Pack(error_details_pb2.RetryInfo(retry_delay=_duration(retry_delay)))
+                status = status_pb2.Status(code=failure.value[0], message=message, details=[detail])
+                context.abort_with_status(rpc_status.to_status(status))
             try:
                 with self._lock:
                     response = serve(request)
@@ -725,3 +779,79 @@ class FakeVertex:
         self.operations[request.name] = (operation, 0)
         operation.done = True
         return operation
+
+    # -- PredictionService (Gemini) -----------------------------------------------------------------
+
+    def _model_id(self, name: str, known: set[str]) -> str:
+        if _ENDPOINT.fullmatch(name):
+            if name not in self.endpoints:
+                raise Abort(grpc.StatusCode.NOT_FOUND, f"Endpoint `{name}` not found.")
+            return name.rsplit("/", 1)[-1]
+        match = _PUBLISHER_MODEL.fullmatch(name)
+        if not match:
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Invalid resource name {name!r}: projects/*/locations/*/publishers/google/models/*.",
+            )
+        if match.group("model") not in known:
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"Publisher Model `{name}` not found.")
+        return match.group("model")
+
+    def _generate_content(self, request: Any) -> Any:
+        model = self._model_id(request.model, self.publisher_models)
+        if not request.contents:
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Unable to submit request because at least one contents field is required.",
+            )
+        for content in request.contents:
+            if content.role not in ("user", "model"):
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "Please use a valid role: user, model.")
+            if not content.parts:
+                raise Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "Unable to submit request because it must include at least one parts field.",
+                )
+        config = request.generation_config
+        if config.HasField("temperature") and not 0 <= config.temperature < 2.0001:
+            raise Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Unable to submit request because it has a temperature value of {config.temperature:g} but "
+                "the supported range is from 0 (inclusive) to 2.0001 (exclusive). Update the value and try again.",
+            )
+        last_user = next(
+            ("".join(p.text for p in c.parts) for c in reversed(request.contents) if c.role == "user"), ""
+        )
+        if self.generate_responder is not None:
+            text = self.generate_responder(request)
+        else:
+            text = self.generate_answers.get(last_user, f"echo: {last_user}")
+        finish = v1.Candidate.FinishReason.STOP
+        if config.HasField("max_output_tokens") and _words(text) > config.max_output_tokens:
+            text = " ".join(text.split()[: config.max_output_tokens])
+            finish = v1.Candidate.FinishReason.MAX_TOKENS
+        prompt = [p.text for p in request.system_instruction.parts] + [
+            p.text for c in request.contents for p in c.parts
+        ]
+        response = v1.GenerateContentResponse.pb()(model_version=model, response_id=f"fake-{next(self._ids)}")
+        candidate = response.candidates.add(index=0, finish_reason=finish.value)
+        candidate.content.role = "model"
+        candidate.content.parts.add(text=text)
+        usage = response.usage_metadata
+        usage.prompt_token_count = sum(_words(t) for t in prompt)
+        usage.candidates_token_count = _words(text)
+        usage.thoughts_token_count = self.thoughts_tokens
+        usage.total_token_count = (
+            usage.prompt_token_count + usage.candidates_token_count + self.thoughts_tokens
+        )
+        return response
+
+    def _embed_content(self, request: Any) -> Any:
+        self._model_id(request.model, self.embedding_models)
+        text = "".join(p.text for p in request.content.parts)
+        if not text:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "The content to embed is empty.")
+        response = v1.EmbedContentResponse.pb()()
+        response.embedding.values.extend(embedding_for(text))
+        response.usage_metadata.prompt_token_count = _words(text)
+        return response
