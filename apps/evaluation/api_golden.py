@@ -42,6 +42,7 @@ from apps.evaluation.golden_sets import (
     golden_set_version_create,
     golden_set_version_get,
     golden_sets_for,
+    golden_sets_with_latest,
 )
 from apps.evaluation.models import CaseSource, GoldenSet, GoldenSetVersion
 
@@ -163,10 +164,9 @@ class GoldenSetListCreateApi(ApiView):
             queryset = queryset.none()
         if filters.get("prompt"):
             queryset = queryset.filter(prompt__name=filters["prompt"])
-        paginated = paginated_response(
+        return paginated_response(
             request=request, view=self, queryset=queryset, serializer_class=_LatestSerializer
         )
-        return paginated
 
     @extend_schema(
         operation_id="golden_sets_create",
@@ -204,9 +204,18 @@ class GoldenSetListCreateApi(ApiView):
         )
 
 
+class _PageSerializer(serializers.ListSerializer):
+    """A page of sets with their latest versions fetched at once."""
+
+    child = GoldenSetOutputSerializer()
+
+    def to_representation(self, data: Any) -> Any:
+        return super().to_representation(golden_sets_with_latest(data))
+
+
 class _LatestSerializer(GoldenSetOutputSerializer):
-    def to_representation(self, instance: GoldenSet) -> Any:
-        return super().to_representation(_with_latest(instance))
+    class Meta:
+        list_serializer_class = _PageSerializer
 
 
 class GoldenSetDetailApi(ApiView):
@@ -326,10 +335,11 @@ class GoldenSetExportApi(ApiView):
     def get(self, request: Request, golden_set_id: int) -> HttpResponse:
         query = validated(self.QuerySerializer, request.query_params)
         golden_set = golden_set_get(user=request.user, golden_set_id=golden_set_id)
+        version: GoldenSetVersion | None
         if "version" in query:
             version = golden_set_version_get(golden_set=golden_set, number=query["version"])
         else:
             version = golden_set_latest_version(golden_set=golden_set)
-            if version is None:
-                raise Unprocessable("This golden set has no version yet.", code="no_version")
+        if version is None:
+            raise Unprocessable("This golden set has no version yet.", code="no_version")
         return export_response(version, query["format"])

@@ -24,13 +24,12 @@ import csv
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
-import jsonschema
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, OuterRef, Q, QuerySet, Subquery
 
 from apps.accounts.models import Team, User
 from apps.accounts.roles import CATALOG_AUTHORS, CATALOG_READERS
@@ -38,6 +37,7 @@ from apps.accounts.selectors import user_has_role, user_team_ids
 from apps.audit.services import audit_event_record
 from apps.catalog.models import Prompt, PromptVersion, name_validator
 from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+from apps.evaluation.metrics import ExpectationError, Expectations
 from apps.evaluation.models import CaseSource, GoldenCase, GoldenSet, GoldenSetVersion
 
 MAX_CASES = 10_000
@@ -108,21 +108,29 @@ def _case_error(message: str, field: str | None, *, index: int | None, line: int
     return CaseError(message, field=field, where=f"case {number}", details={"case": number})
 
 
+EXPECTATION_FIELDS = (
+    "reference",
+    "exact",
+    "must_contain",
+    "must_not_contain",
+    "regex",
+    "expect_json",
+    "json_schema",
+    "max_latency_ms",
+    "max_tokens",
+    "rubric",
+    "case_sensitive",
+)
+
+
 def _check_expectations(case: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, problem) for an expectation that could never be checked, else None. A regular expression
-    must compile; a JSON schema must be a valid schema (jsonschema's metaschema check)."""
-    if case["regex"]:
-        try:
-            re.compile(case["regex"])
-        except re.error as exc:
-            return "regex", f"not a valid regular expression ({exc})."
-    if case["json_schema"] is not None:
-        if not isinstance(case["json_schema"], dict | bool):
-            return "json_schema", "a JSON schema is an object."
-        try:
-            jsonschema.validators.validator_for(case["json_schema"]).check_schema(case["json_schema"])
-        except jsonschema.SchemaError as exc:
-            return "json_schema", f"not a valid JSON schema ({exc.message})."
+    """(field, problem) for an expectation the metrics module could never check (a regular expression that
+    does not compile, a JSON schema that is not a valid schema or references outside itself, …), else None.
+    The scoring code's own validation, so that what is saved is what can be scored."""
+    try:
+        Expectations.from_dict({name: case[name] for name in EXPECTATION_FIELDS})
+    except ExpectationError as exc:
+        return exc.field, exc.message.rstrip(".") + "."
     return None
 
 
@@ -359,6 +367,25 @@ def golden_sets_for(
     return qs.select_related("team", "prompt", "created_by").order_by("team__slug", "name")
 
 
+def golden_sets_with_latest(sets: Iterable[GoldenSet]) -> list[GoldenSet]:
+    """The sets, each with `.latest` (its latest version, or None), in two queries for the whole page."""
+    sets = list(sets)
+    newest = (
+        GoldenSetVersion.objects.filter(golden_set_id=OuterRef("golden_set_id"))
+        .order_by("-number")
+        .values("pk")[:1]
+    )
+    latest = {
+        v.golden_set_id: v
+        for v in GoldenSetVersion.objects.filter(golden_set_id__in=[s.pk for s in sets])
+        .filter(pk=Subquery(newest))
+        .select_related("created_by")
+    }
+    for golden_set in sets:
+        golden_set.latest = latest.get(golden_set.pk)  # type: ignore[attr-defined]
+    return sets
+
+
 def golden_set_get(*, user: User, golden_set_id: int) -> GoldenSet:
     found = golden_sets_for(user=user).filter(pk=golden_set_id).first()
     if found is None:
@@ -441,7 +468,7 @@ def golden_set_create(
     _require_writer(actor, team.pk)
     try:
         name_validator(name)
-    except Exception:
+    except ValidationError:
         raise Unprocessable(
             "name: use lowercase letters, digits, '-', '_' and '.', starting with a letter or digit (at most 100).",
             code="invalid_name",

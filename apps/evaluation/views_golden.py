@@ -50,6 +50,7 @@ from apps.evaluation.golden_sets import (
     golden_set_version_get,
     golden_set_versions,
     golden_sets_for,
+    golden_sets_with_latest,
 )
 from apps.evaluation.models import GoldenSet, GoldenSetVersion
 from apps.logs.selectors import log_event_get
@@ -90,8 +91,7 @@ def golden_set_list(request: HttpRequest) -> HttpResponse:
     team = next((t for t in teams if t.slug == slug), None)
     sets = golden_sets_for(user=request.user, team_id=team.pk if team else None)
     page = paginate(request, sets)
-    for golden_set in page.object_list:
-        golden_set.latest = golden_set_latest_version(golden_set=golden_set)
+    page.object_list = golden_sets_with_latest(page.object_list)
     context = {
         "page": page,
         "teams": teams,
@@ -333,14 +333,6 @@ def golden_set_export_view(request: HttpRequest, golden_set_id: int) -> HttpResp
 # Cases from a logged event and from a corrected answer
 
 
-def _writable_sets(request: HttpRequest, team_id: int) -> Any:
-    return (
-        golden_sets_for(user=request.user, team_id=team_id)
-        if golden_set_can_write(user=request.user, team_id=team_id)
-        else GoldenSet.objects.none()
-    )
-
-
 def _from_source(
     request: HttpRequest,
     *,
@@ -354,9 +346,9 @@ def _from_source(
     extra: dict[str, Any],
 ) -> HttpResponse:
     """Choose the golden set, then edit the suggested case, then save it as a new version of that set."""
-    sets = _writable_sets(request, team_id)
     if not golden_set_can_write(user=request.user, team_id=team_id):
         raise PermissionDenied(_("Only engineers and administrators of the team edit its golden sets."))
+    sets = golden_sets_for(user=request.user, team_id=team_id)
     data = request.POST if request.method == "POST" else request.GET
     preferred = sets.filter(prompt__name=prompt_name).first() if prompt_name else None
     choice = GoldenSetChoiceForm(

@@ -27,6 +27,7 @@ from apps.evaluation.golden_sets import (
     golden_set_version_create,
     golden_sets_applicable,
     golden_sets_for,
+    golden_sets_with_latest,
 )
 from apps.evaluation.models import GoldenCase, GoldenSet, GoldenSetVersion
 from apps.feedback.services import (
@@ -142,9 +143,11 @@ def test_the_content_hash_is_stable_and_depends_only_on_the_cases(world):
     "case, field, message",
     [
         ({"name": "nothing"}, None, "expects nothing"),
-        ({"regex": "(unclosed"}, "regex", "not a valid regular expression"),
-        ({"json_schema": {"type": "nonsense"}}, "json_schema", "not a valid JSON schema"),
-        ({"json_schema": "object"}, "json_schema", "a JSON schema is an object"),
+        ({"regex": "(unclosed"}, "regex", "invalid regular expression"),
+        ({"json_schema": {"type": "nonsense"}}, "json_schema", "invalid JSON schema"),
+        ({"json_schema": "object"}, "json_schema", "must be a JSON object"),
+        ({"json_schema": {"$ref": "https://example.com/s.json"}}, "json_schema", "only references inside"),
+        ({"json_schema": {"$ref": "#/$defs/missing"}}, "json_schema", "points at nothing"),
         ({"exact": True}, "exact", "needs a reference"),
         ({"must_contain": "refund"}, "must_contain", "a list"),
         ({"must_contain": [""]}, "must_contain", "non-empty"),
@@ -234,7 +237,7 @@ def test_a_minimal_csv_with_some_columns_imports_with_defaults(world):
             'name,json_schema\na,"{""type"": ""objekt""}"\n',
             2,
             "json_schema",
-            "not a valid JSON schema",
+            "invalid JSON schema",
         ),
     ],
 )
@@ -436,3 +439,18 @@ def test_the_description_is_updated_and_audited(world):
 
 def test_parse_is_usable_alone(world):
     assert cases_parse('{"rubric": "kind"}\n', "jsonl")[0]["rubric"] == "kind"
+
+
+def test_a_page_of_sets_gets_its_latest_versions_in_one_query(world, django_assert_num_queries):
+    first = make_golden_set(world)
+    second = make_golden_set(world, name="second", shared=True)
+    golden_case_remove(actor=world.eng, golden_set=first, position=1)
+    golden_case_remove(actor=world.eng, golden_set=first, position=1)
+    sets = list(golden_sets_for(user=world.eng))
+    with django_assert_num_queries(1):
+        with_latest = golden_sets_with_latest(sets)
+    assert {s.name: (s.latest.number, s.latest.case_count) for s in with_latest} == {
+        "support-basics": (3, 2),
+        "second": (1, 4),
+    }
+    assert second in with_latest

@@ -217,8 +217,8 @@ def test_adding_editing_and_deleting_cases_make_versions(scene):
     "data, field, message",
     [
         ({"variables": "{bad", "reference": "x"}, "variables", "Not valid JSON"),
-        ({"regex": "(", "reference": ""}, "regex", "not a valid regular expression"),
-        ({"json_schema": '{"type": "nope"}'}, "json_schema", "not a valid JSON schema"),
+        ({"regex": "(", "reference": ""}, "regex", "invalid regular expression"),
+        ({"json_schema": '{"type": "nope"}'}, "json_schema", "invalid JSON schema"),
         ({"name": "nothing"}, None, "expects nothing"),
     ],
 )

@@ -10,8 +10,8 @@ from apps.accounts.selectors import user_has_role
 from apps.evaluation.golden_sets import (
     corrected_annotations,
     golden_set_can_write,
-    golden_set_latest_version,
     golden_sets_applicable,
+    golden_sets_with_latest,
 )
 
 register = template.Library()
@@ -23,10 +23,7 @@ def prompt_golden_sets(user: Any, prompt: Any) -> list[Any]:
     latest version, for a user who reads the prompt's team catalog."""
     if not user_has_role(user, prompt.team_id, CATALOG_READERS):
         return []
-    sets = list(golden_sets_applicable(prompt=prompt))
-    for golden_set in sets:
-        golden_set.latest = golden_set_latest_version(golden_set=golden_set)
-    return sets
+    return golden_sets_with_latest(golden_sets_applicable(prompt=prompt))
 
 
 @register.simple_tag
