@@ -680,13 +680,9 @@ def _finish(run_id: int, *, status: str, error: str = "") -> EvaluationRun:
         if status == RunStatus.COMPLETED:
             run.summary = metrics.aggregate(_summary_rows(run))
         run.save(update_fields=["status", "error", "finished_at", "cases_done", "summary", "updated_at"])
-        if status == RunStatus.COMPLETED:
-            from apps.evaluation import gates
+        from apps.evaluation.gates import run_outcome_record  # the gate: passed and its checks
 
-            outcome_record = getattr(gates, "run_outcome_record", None)
-            if outcome_record is not None:
-                outcome_record(run=run)  # sets passed and gate from the team's policy and the baseline
-                run.save(update_fields=["passed", "gate", "updated_at"])
+        run_outcome_record(run=run)
         audit_event_record(
             actor=None,
             action="evaluation.run_completed" if status == RunStatus.COMPLETED else "evaluation.run_failed",
