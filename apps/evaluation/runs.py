@@ -16,7 +16,6 @@ so the same requests can be replayed later (CI regression checks, re-scoring, th
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -70,19 +69,15 @@ STALE_AFTER = timedelta(minutes=10)
 
 
 def _prompt_subject_hash(version: PromptVersion) -> str:
-    try:
-        from apps.evaluation.gates import prompt_subject_hash  # the lead's gate (main)
-    except ImportError:
-        return version.content_hash
-    return prompt_subject_hash(version)
+    from apps.evaluation import gates  # the lead's gate: what it matches runs on
+
+    return gates.prompt_subject_hash(version)
 
 
 def _adapter_subject_hash(adapter_version: AdapterVersion) -> str:
-    try:
-        from apps.evaluation.gates import adapter_subject_hash  # the lead's gate (main)
-    except ImportError:
-        return hashlib.sha256(f"{adapter_version.pk}:{adapter_version.artifact_uri}".encode()).hexdigest()
-    return adapter_subject_hash(adapter_version)
+    from apps.evaluation import gates
+
+    return gates.adapter_subject_hash(adapter_version)
 
 
 def adapter_served_model(adapter_version: AdapterVersion) -> str:
@@ -506,18 +501,22 @@ def _call_all(provider: Any, requests: list[Any]) -> list[Any]:
     return providers.run_requests(provider, requests) if requests else []
 
 
-def _judge_request(judge: PromptVersion, pending: _Pending) -> Any:
+def judge_request(
+    judge: PromptVersion, *, case: GoldenCase, rendered: list[dict[str, str]], output: str
+) -> Any:
+    """The request that asks the judge prompt for its verdict on one answer (raises VariablesMismatch or
+    TemplateProblem when the judge prompt does not render with rubric, input, reference and output)."""
     variables = {
-        "rubric": pending.case.rubric,
-        "input": _conversation(pending.rendered),
-        "reference": pending.case.reference,
-        "output": pending.response.text,
+        "rubric": case.rubric,
+        "input": _conversation(rendered),
+        "reference": case.reference,
+        "output": output,
     }
     expected = list(judge.variables)
-    rendered = render_messages(
+    messages = render_messages(
         judge.messages, {k: v for k, v in variables.items() if k in expected}, expected=expected
     )
-    return providers.ModelRequest(model=judge.model, messages=rendered, parameters=dict(judge.parameters))
+    return providers.ModelRequest(model=judge.model, messages=messages, parameters=dict(judge.parameters))
 
 
 def _score(pending: _Pending, run: EvaluationRun, book: PriceBook, at: Any) -> CaseResult:
@@ -598,7 +597,9 @@ def _judge_and_embed(
     elif to_judge and judge is not None:
         for pending in to_judge:
             try:
-                pending.judge_request = _judge_request(judge, pending)
+                pending.judge_request = judge_request(
+                    judge, case=pending.case, rendered=pending.rendered, output=pending.response.text
+                )
             except (VariablesMismatch, TemplateProblem) as exc:
                 pending.judge_error = f"judge: the judge prompt does not render: {exc}"
         judged = [p for p in to_judge if p.judge_request is not None]
@@ -679,14 +680,9 @@ def _finish(run_id: int, *, status: str, error: str = "") -> EvaluationRun:
         if status == RunStatus.COMPLETED:
             run.summary = metrics.aggregate(_summary_rows(run))
         run.save(update_fields=["status", "error", "finished_at", "cases_done", "summary", "updated_at"])
-        if status == RunStatus.COMPLETED:
-            try:
-                from apps.evaluation.gates import run_outcome_record  # the lead's gate (main)
-            except ImportError:
-                pass
-            else:
-                run_outcome_record(run=run)  # sets passed and gate from the team's policy
-                run.save(update_fields=["passed", "gate", "updated_at"])
+        from apps.evaluation.gates import run_outcome_record  # the gate: passed and its checks
+
+        run_outcome_record(run=run)
         audit_event_record(
             actor=None,
             action="evaluation.run_completed" if status == RunStatus.COMPLETED else "evaluation.run_failed",

@@ -497,3 +497,34 @@ def test_beat_sends_again_the_runs_whose_task_was_lost(scene, enqueued):
     assert fresh.pk not in evaluation_runs_stalled()
     assert catch_up() == 2
     assert enqueued == [("workers.evaluation.run", (lost.pk,)), ("workers.evaluation.run", (stuck.pk,))]
+
+
+# The worker
+
+
+def test_the_worker_task_carries_out_a_run_once(scene):
+    from workers.evaluation import run_evaluation
+
+    record(scene.world, scene.candidate, GOOD)
+    run = start(scene)
+    assert run_evaluation(run.pk) == "completed"
+    assert run_evaluation(run.pk) == "completed"
+    assert CaseResult.objects.filter(run=run).count() == 3
+    assert run_evaluation(999_999) == "gone"
+
+
+def test_a_completed_run_records_the_gate_outcome(scene):
+    from apps.workflows.models import ApprovalPolicy
+
+    ApprovalPolicy.objects.update_or_create(
+        subject_kind="prompt_version",
+        team=scene.world.support,
+        defaults={"requires_evaluation": True, "evaluation_thresholds": {"pass_rate": {"min": 0.9}}},
+    )
+    record(scene.world, scene.candidate, {**GOOD, "Hello": "Goodbye."})
+    run = evaluation_run_execute(run_id=start(scene).pk)
+
+    assert run.passed is False
+    assert [(c["name"], c["passed"]) for c in run.gate["checks"]] == [("pass_rate", False)]
+    completed = AuditEvent.objects.get(action="evaluation.run_completed", target_id=str(run.pk))
+    assert completed.changes["passed"] is False
