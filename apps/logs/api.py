@@ -358,10 +358,10 @@ def _media(encoding: otlp.Encoding) -> str:
     return otlp.PROTOBUF if encoding == "protobuf" else otlp.JSON
 
 
-def _checked(function, *args):
+def _checked(function, *args, **kwargs):
     """Call one of apps.logs.otlp's decoders, its refusals as the API's errors."""
     try:
-        return function(*args)
+        return function(*args, **kwargs)
     except otlp.UnsupportedMedia as exc:
         raise UnsupportedMediaType(str(exc)) from None
     except otlp.MalformedRequest as exc:
@@ -386,6 +386,8 @@ def _otlp_body(request: Request) -> bytes:
     if len(body) > limit:
         raise too_large
     try:
-        return _checked(otlp.body_decompress, body, request.META.get("HTTP_CONTENT_ENCODING", ""), limit)
+        return _checked(
+            otlp.body_decompress, body, request.META.get("HTTP_CONTENT_ENCODING", ""), limit=limit
+        )
     except OverflowError:
         raise too_large from None

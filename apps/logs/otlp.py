@@ -311,11 +311,14 @@ def event_from_span(span: Span, *, resource: dict[str, Any], scope: dict[str, st
     if span.status.code == Status.STATUS_CODE_ERROR:
         status = "error"
         error = span.status.message or _text(attributes.get("error.type")) or "error"
-    prompt_version = _whole(attributes, (PROMPT_VERSION,), used)
+    started_at = _time(span.start_time_unix_nano)
+    ended_at = _time(span.end_time_unix_nano) if span.end_time_unix_nano else None
+    if ended_at is not None and ended_at < started_at:
+        raise SpanRejected("the span ends before it starts")
     values = {
         "request_id": request_id_of(span),
-        "started_at": _time(span.start_time_unix_nano),
-        "ended_at": _time(span.end_time_unix_nano) if span.end_time_unix_nano else None,
+        "started_at": started_at,
+        "ended_at": ended_at,
         "model": str(attributes[model_key]),
         "input": input_messages,
         "output": output,
@@ -325,12 +328,10 @@ def event_from_span(span: Span, *, resource: dict[str, Any], scope: dict[str, st
         "error": error,
         "app": (_text(resource.get(SERVICE_NAME)) or "")[:100],
         "prompt": _first_text(attributes, PROMPT_NAME, used) or "",
-        "prompt_version": prompt_version,
+        "prompt_version": _whole(attributes, (PROMPT_VERSION,), used),
         "end_user": (_first_text(attributes, END_USER, used) or "")[:300] or None,
         "metadata": _metadata(span, attributes, used, events, resource, scope),
     }
-    if values["ended_at"] is not None and values["ended_at"] < values["started_at"]:
-        raise SpanRejected("the span ends before it starts")
     try:
         event = msgspec.convert(values, LogEventIn)
     except msgspec.ValidationError as exc:
@@ -484,8 +485,8 @@ def _input_of(
     if INPUT_MESSAGES in attributes or SYSTEM_INSTRUCTIONS in attributes:
         used.update({INPUT_MESSAGES, SYSTEM_INSTRUCTIONS} & attributes.keys())
         system = _loads(attributes.get(SYSTEM_INSTRUCTIONS))
-        messages = [{"role": "system", "content": _content_text(system)}] if system else []
-        return messages + _messages(attributes.get(INPUT_MESSAGES))
+        instructions = [{"role": "system", "content": _content_text(system)}] if system else []
+        return instructions + _messages(attributes.get(INPUT_MESSAGES))
     indexed = _indexed(attributes, "prompt", used)
     if indexed:
         return indexed
