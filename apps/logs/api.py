@@ -278,6 +278,32 @@ class _AnyAccept(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
+_OTLP_JSON_REQUEST = inline_serializer(
+    "ExportTraceService", {"resourceSpans": serializers.ListField(child=serializers.DictField())}
+)
+_OTLP_JSON_RESPONSE = inline_serializer(
+    "ExportTraceServiceResponse",
+    {
+        "partialSuccess": inline_serializer(
+            "ExportTracePartialSuccess",
+            {"rejectedSpans": serializers.CharField(), "errorMessage": serializers.CharField()},
+            required=False,
+        )
+    },
+)
+_OTLP_STATUS = inline_serializer(
+    "OtlpStatus",
+    {
+        "code": serializers.IntegerField(help_text="The gRPC status code."),
+        "message": serializers.CharField(),
+        "details": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="One google.rpc.ErrorInfo: `reason` is the console's error code, domain `atalaya`.",
+        ),
+    },
+)
+
+
 class OtlpTracesApi(ApiView):
     """OpenTelemetry traces over OTLP/HTTP (protobuf or JSON, gzip or not), with a team token that has
     the `logs:write` scope. Spans that follow the GenAI semantic conventions and name a model become log
@@ -316,18 +342,12 @@ class OtlpTracesApi(ApiView):
     @extend_schema(
         operation_id="otlp_traces_export",
         tags=["opentelemetry"],
-        request={
-            otlp.PROTOBUF: OpenApiTypes.BINARY,
-            otlp.JSON: inline_serializer(
-                "ExportTraceServiceRequest",
-                {"resourceSpans": serializers.ListField(child=serializers.DictField())},
-            ),
-        },
-        responses={
-            (200, otlp.PROTOBUF): OpenApiTypes.BINARY,
-            (200, otlp.JSON): inline_serializer(
-                "ExportTraceServiceResponse", {"partialSuccess": serializers.DictField(required=False)}
-            ),
+        request={otlp.PROTOBUF: OpenApiTypes.BINARY, otlp.JSON: _OTLP_JSON_REQUEST},
+        responses={(200, otlp.PROTOBUF): OpenApiTypes.BINARY, (200, otlp.JSON): _OTLP_JSON_RESPONSE}
+        | {
+            (status, media): (OpenApiTypes.BINARY if media == otlp.PROTOBUF else _OTLP_STATUS)
+            for status in (400, 401, 403, 413, 415, 429)
+            for media in (otlp.PROTOBUF, otlp.JSON)
         },
     )
     def post(self, request: Request) -> HttpResponse:
