@@ -12,7 +12,7 @@ model) is ignored and counted. A model-call span whose values cannot make a vali
 alone, with its reason (OTLP `partial_success`). Content is read from whichever convention the
 instrumentation used, newest first: the `gen_ai.input.messages` / `gen_ai.output.messages` attributes
 (and `gen_ai.system_instructions`), the older indexed `gen_ai.prompt.{i}.*` / `gen_ai.completion.{i}.*`
-attributes, then the span events (`gen_ai.content.prompt` / `gen_ai.content.completion`, and the
+attributes (or whole `gen_ai.prompt` / `gen_ai.completion` attributes), then the span events (`gen_ai.content.prompt` / `gen_ai.content.completion`, and the
 per-message `gen_ai.{system,user,assistant,tool}.message` and `gen_ai.choice`). Every attribute that
 is not mapped to a field (span, resource and scope) is kept in the event's metadata, so it is scanned
 and redacted like the rest. The request id is derived from the trace and span ids: an exporter's
@@ -53,6 +53,8 @@ OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
 SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+PROMPT = "gen_ai.prompt"  # the older gen_ai.content.prompt / .completion events' attributes
+COMPLETION = "gen_ai.completion"
 PROMPT_NAME = ("atalaya.prompt.name", "gen_ai.prompt.name")
 PROMPT_VERSION = "atalaya.prompt.version"
 END_USER = ("user.id", "enduser.id")
@@ -193,6 +195,7 @@ _GRPC_CODES = {
     401: code_pb2.UNAUTHENTICATED,
     403: code_pb2.PERMISSION_DENIED,
     404: code_pb2.NOT_FOUND,
+    405: code_pb2.UNIMPLEMENTED,
     413: code_pb2.RESOURCE_EXHAUSTED,
     415: code_pb2.INVALID_ARGUMENT,
     429: code_pb2.RESOURCE_EXHAUSTED,
@@ -490,10 +493,13 @@ def _input_of(
     indexed = _indexed(attributes, "prompt", used)
     if indexed:
         return indexed
+    if _text(attributes.get(PROMPT)):  # the older convention's event attribute, set on the span itself
+        used.add(PROMPT)
+        return _messages(attributes[PROMPT])
     messages: list[dict[str, str]] = []
     for name, event_attributes in events:
         if name == "gen_ai.content.prompt":
-            messages += _messages(event_attributes.get("gen_ai.prompt"))
+            messages += _messages(event_attributes.get(PROMPT))
         elif name in _MESSAGE_EVENTS:
             messages.append(_message(_event_body(event_attributes), _MESSAGE_EVENTS[name]))
     return messages
@@ -507,10 +513,13 @@ def _output_of(
         messages = _messages(attributes[OUTPUT_MESSAGES], "assistant")
     else:
         messages = _indexed(attributes, "completion", used)
+    if not messages and _text(attributes.get(COMPLETION)):
+        used.add(COMPLETION)
+        messages = _messages(attributes[COMPLETION], "assistant")
     if not messages:
         for name, event_attributes in events:
             if name == "gen_ai.content.completion":
-                messages += _messages(event_attributes.get("gen_ai.completion"), "assistant")
+                messages += _messages(event_attributes.get(COMPLETION), "assistant")
             elif name == "gen_ai.choice":
                 body = _event_body(event_attributes)
                 message = _loads(body.get("message", body))

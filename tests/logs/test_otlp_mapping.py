@@ -274,3 +274,18 @@ def test_decompression():
         otlp.body_decompress(gzip.compress(body)[:-20], "gzip", limit=10**6)
     with pytest.raises(otlp.UnsupportedMedia, match="br"):
         otlp.body_decompress(body, "br", limit=10**6)
+
+
+def test_whole_prompt_and_completion_attributes_of_the_older_conventions():
+    prompt = json.dumps([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    event = only_event(
+        one_chat({"gen_ai.request.model": "m", "gen_ai.prompt": prompt, "gen_ai.completion": "Hello!"})
+    )
+    assert [(m.role, m.content) for m in event.input] == [("system", "Be brief."), ("user", "Hi")]
+    assert event.output == "Hello!"
+    assert event.metadata["attributes"] == {}
+
+
+def test_a_plain_text_prompt_that_is_not_json_is_kept_as_the_users_message():
+    event = only_event(one_chat({"gen_ai.request.model": "m", "gen_ai.prompt": "[not json: hello"}))
+    assert [(m.role, m.content) for m in event.input] == [("user", "[not json: hello")]
