@@ -387,15 +387,20 @@ def _whole(attributes: dict[str, Any], keys: Iterable[str], used: set[str]) -> i
         value = attributes[key]
         used.add(key)
         if isinstance(value, bool):
-            raise SpanRejected(f"{key} is not a whole number: {value!r}")
+            raise SpanRejected(f"{key} is not a whole number: {_short(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
         if isinstance(value, str) and re.fullmatch(r"\s*-?\d{1,19}\s*", value):
             return int(value)
-        raise SpanRejected(f"{key} is not a whole number: {value!r}")
+        raise SpanRejected(f"{key} is not a whole number: {_short(value)}")
     return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}…"
 
 
 # Content: the conventions, newest first

@@ -188,6 +188,7 @@ def test_spans_that_name_no_model_are_ignored():
     [
         ({"gen_ai.usage.input_tokens": "many"}, "gen_ai.usage.input_tokens is not a whole number: 'many'"),
         ({"gen_ai.usage.output_tokens": -3}, "gen_ai.usage.output_tokens"),
+        ({"gen_ai.usage.input_tokens": "x" * 500}, "is not a whole number: '" + "x" * 56 + "…"),
         ({"atalaya.prompt.version": "v3"}, "atalaya.prompt.version is not a whole number: 'v3'"),
         ({"atalaya.prompt.version": 0}, "atalaya.prompt.version"),
         ({"gen_ai.output.messages": "x" * (1024 * 1024 + 1)}, "over 1 MB"),
