@@ -247,7 +247,7 @@ def events_from_request(export: ExportTraceServiceRequest) -> Mapped:
     for resource_spans in export.resource_spans:
         resource = attributes_of(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            scope = {"name": scope_spans.scope.name, "version": scope_spans.scope.version}
+            scope = {"name": _clean(scope_spans.scope.name), "version": _clean(scope_spans.scope.version)}
             for span in scope_spans.spans:
                 index = mapped.spans
                 mapped.spans += 1
@@ -273,7 +273,7 @@ def value_of(value: AnyValue) -> Any:
     """An OTLP AnyValue as JSON-safe Python (bytes in base64, non-finite floats as text)."""
     kind = value.WhichOneof("value")
     if kind == "string_value":
-        return value.string_value
+        return _clean(value.string_value)
     if kind == "bool_value":
         return value.bool_value
     if kind == "int_value":
@@ -290,8 +290,14 @@ def value_of(value: AnyValue) -> Any:
     return None
 
 
+def _clean(text: str) -> str:
+    """Protobuf strings may hold NUL characters, which PostgreSQL cannot store in text or JSON: each
+    becomes U+FFFD (the replacement character)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def attributes_of(pairs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {pair.key: value_of(pair.value) for pair in pairs}
+    return {_clean(pair.key): value_of(pair.value) for pair in pairs}
 
 
 def event_from_span(span: Span, *, resource: dict[str, Any], scope: dict[str, str]) -> LogEventIn | None:
@@ -306,14 +312,14 @@ def event_from_span(span: Span, *, resource: dict[str, Any], scope: dict[str, st
     if not span.start_time_unix_nano:
         raise SpanRejected("the span has no start time")
     used = {model_key}
-    events = [(e.name, attributes_of(e.attributes)) for e in span.events]
+    events = [(_clean(e.name), attributes_of(e.attributes)) for e in span.events]
     input_messages = _input_of(attributes, events, used)
     output = _output_of(attributes, events, used)
     error = None
     status = "ok"
     if span.status.code == Status.STATUS_CODE_ERROR:
         status = "error"
-        error = span.status.message or _text(attributes.get("error.type")) or "error"
+        error = _clean(span.status.message) or _text(attributes.get("error.type")) or "error"
     started_at = _time(span.start_time_unix_nano)
     ended_at = _time(span.end_time_unix_nano) if span.end_time_unix_nano else None
     if ended_at is not None and ended_at < started_at:
@@ -546,7 +552,7 @@ def _metadata(
     instrumentation scope and its non-content events (an exception's message, say)."""
     metadata: dict[str, Any] = {
         "span": {
-            "name": span.name,
+            "name": _clean(span.name),
             "kind": _SPAN_KINDS.get(span.kind, str(span.kind)),
             "trace_id": span.trace_id.hex(),
             "span_id": span.span_id.hex(),

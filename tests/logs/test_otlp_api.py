@@ -9,6 +9,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import REGISTRY
 
 from apps.logs.models import EventState, LogEvent
+from apps.logs.services import log_events_scan
 from tests.factories import make_token
 from tests.logs.otlp import GENAI, chat, one_chat, otlp_json, record
 
@@ -225,3 +226,17 @@ def test_rate_limited_like_the_api(writer, settings):
     assert int(response["Retry-After"]) >= 1
     assert status_of(response)[1] == "rate_limited"
     assert LogEvent.objects.count() == 1
+
+
+def test_nul_characters_are_stored_as_replacement_characters(writer, scanner):
+    """PostgreSQL stores no NUL in text or JSON (this fails there without the replacement)."""
+    export = one_chat(GENAI | {"gen_ai.request.model": "gemini\x00", "note": "a\x00b"}, error="bad\x00")
+    assert send(writer, export).status_code == 200
+    row = LogEvent.objects.get()
+    assert log_events_scan(event_ids=[row.pk])["stored"] == 1
+    row.refresh_from_db()
+    assert (row.model, row.error, row.metadata["attributes"]["note"]) == (
+        "gemini\ufffd",
+        "bad\ufffd",
+        "a\ufffdb",
+    )

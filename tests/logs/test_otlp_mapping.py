@@ -290,3 +290,10 @@ def test_whole_prompt_and_completion_attributes_of_the_older_conventions():
 def test_a_plain_text_prompt_that_is_not_json_is_kept_as_the_users_message():
     event = only_event(one_chat({"gen_ai.request.model": "m", "gen_ai.prompt": "[not json: hello"}))
     assert [(m.role, m.content) for m in event.input] == [("user", "[not json: hello")]
+
+
+def test_nul_characters_become_replacement_characters():
+    export = one_chat(GENAI | {"gen_ai.request.model": "gemini\x00", "note\x00": "a\x00b"}, error="bad\x00")
+    event = only_event(export)
+    assert (event.model, event.error) == ("gemini\ufffd", "bad\ufffd")
+    assert event.metadata["attributes"]["note\ufffd"] == "a\ufffdb"
