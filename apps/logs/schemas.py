@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from django.conf import settings
 
 Text = str  # sizes are checked per request (413), see apps.logs.api
 Name = Annotated[str, msgspec.Meta(max_length=100)]
@@ -67,3 +68,12 @@ def event_decode(raw: msgspec.Raw) -> LogEventIn:
     if event.ended_at is not None and event.ended_at < event.started_at:
         raise msgspec.ValidationError("ended_at is before started_at")
     return event
+
+
+def texts_too_large(event: LogEventIn) -> bool:
+    """Whether one of the event's texts is over LOG_TEXT_MAX_BYTES (refused: 413 in a batch, a rejected
+    span over OTLP)."""
+    limit = settings.LOG_TEXT_MAX_BYTES
+    texts = [event.input] if isinstance(event.input, str) else [m.content for m in event.input]
+    texts += [event.output or "", event.error or ""]
+    return any(len(t) > limit // 4 and len(t.encode()) > limit for t in texts)
