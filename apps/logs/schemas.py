@@ -60,8 +60,21 @@ def batch_decode(body: bytes) -> list[msgspec.Raw]:
         raise BatchError(f"Malformed JSON: {exc}") from None
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def event_decode(raw: msgspec.Raw) -> LogEventIn:
-    """Raises msgspec.ValidationError naming the field at fault."""
+    """Raises msgspec.ValidationError naming the field at fault. A NUL character (JSON `\\u0000`), which
+    PostgreSQL cannot store in text or JSON, becomes U+FFFD, as over OTLP."""
+    if b"\\u0000" in bytes(raw):
+        raw = msgspec.Raw(msgspec.json.encode(_without_nul(msgspec.json.decode(raw))))
     event = _event_decoder.decode(raw)
     if event.started_at.tzinfo is None or (event.ended_at is not None and event.ended_at.tzinfo is None):
         raise msgspec.ValidationError("Timestamps need a time zone (e.g. 2026-11-21T10:00:00Z)")
