@@ -3,6 +3,7 @@ from django.core.management import call_command
 from apps.accounts.models import ApiToken, Membership, User
 from apps.audit.services import audit_chain_verify
 from apps.catalog.models import PromptLabel, VersionStatus
+from apps.evaluation.models import GoldenSet
 from apps.feedback.models import AnnotationQueue, EndUserFeedback
 from apps.logs.models import EventState, LogEvent
 from apps.registry.models import Adapter, AdapterAlias
@@ -36,6 +37,11 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
     assert queue.item_count == 20 and queue.overlap == 2
     assert set(queue.assignees.values_list("username", flat=True)) == {"ann1", "ann2"}
     assert EndUserFeedback.objects.count() == 80
+    golden = GoldenSet.objects.get(name="support-reply-basics")
+    assert golden.prompt.name == "support-reply"
+    cases = list(golden.versions.get(number=1).cases.all())
+    assert len(cases) == 8 and all(set(c.variables) == {"company", "tier", "question"} for c in cases)
+    assert any(c.json_schema for c in cases) and any(c.regex for c in cases) and any(c.rubric for c in cases)
     assert audit_chain_verify().ok
 
     call_command("seed_demo")

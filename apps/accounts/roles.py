@@ -29,6 +29,8 @@ class Scope(models.TextChoices):
     COSTS_WRITE = "costs:write", _("Manage budgets and price tables")
     MODELS_READ = "models:read", _("Read the model and adapter registry")
     MODELS_WRITE = "models:write", _("Register models, adapters and versions; request alias moves")
+    EVALUATIONS_READ = "evaluations:read", _("Read golden sets and evaluation runs")
+    EVALUATIONS_WRITE = "evaluations:write", _("Edit golden sets and start evaluation runs")
     ALL = "all", _("Everything its user may do in the team")
 
 

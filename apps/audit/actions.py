@@ -75,6 +75,10 @@ ACTIONS = {
     "feedback.queue_closed": _("Annotation queue closed"),
     "feedback.item_adjudicated": _("Item adjudicated"),
     "feedback.dataset_exported": _("Dataset exported"),
+    # evaluation: golden sets (apps/evaluation/golden_sets.py)
+    "evaluation.golden_set_created": _("Golden set created"),
+    "evaluation.golden_set_updated": _("Golden set updated"),
+    "evaluation.golden_set_version_created": _("Golden set version created"),
 }
 
 

@@ -31,6 +31,7 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
 
     if held & CATALOG_READERS:
         add("catalog", _("Catalog"), reverse("catalog:list"))
+        add("golden", _("Golden sets"), reverse("golden:list"))
     if Role.GOVERNANCE in held:
         from apps.workflows.selectors import review_queue
 

@@ -18,6 +18,7 @@ from apps.catalog.services import (
     prompt_version_create,
     prompt_version_submit,
 )
+from apps.evaluation.models import GoldenSet
 from apps.workflows.services import approval_decision_record
 
 DEMO_USERS: list[tuple[str, str, str]] = [
@@ -158,6 +159,7 @@ def demo_seed(*, password: str) -> DemoResult:
         _demo_logs(eng)
         _demo_registry(eng=eng, gov=gov, team=support)
         _demo_feedback(users)
+        seed_golden_sets(actor=eng, prompt=greeting)
 
         _, result.token = token_create(
             actor=eng,
@@ -194,6 +196,85 @@ DEMO_ANSWERS = [
     "Thanks for writing. I have forwarded your request to our team; you will hear from us within 24 hours.",
     "Gracias por escribirnos. Hemos registrado tu solicitud y te responderemos en menos de 24 horas.",
 ]
+
+
+def seed_golden_sets(*, actor: User, prompt: Prompt) -> GoldenSet:
+    """The golden set of support-reply: eight cases with varied expectations, so that the demo has
+    something to evaluate (the replay provider's recorded responses are keyed on these cases)."""
+    from apps.evaluation.golden_sets import golden_set_create
+
+    def variables(question: str, tier: str = "standard") -> dict[str, str]:
+        return {"company": "Acme", "tier": tier, "question": question}
+
+    cases = [
+        {
+            "name": "refund window",
+            "variables": variables("Can I return a product I bought three weeks ago?"),
+            "reference": "Yes: you can return it within 30 days of delivery for a full refund.",
+            "must_contain": ["30 days"],
+            "rubric": "Says the return window and how to start a return; polite and brief.",
+        },
+        {
+            "name": "no secrets asked",
+            "variables": variables("My card was charged twice, what do you need from me?"),
+            "must_not_contain": ["card number", "password", "CVV"],
+            "rubric": "Never asks for card numbers or passwords; explains the next step.",
+        },
+        {
+            "name": "answers in Spanish",
+            "variables": variables("¿Dónde está mi pedido 4411?"),
+            "regex": r"(?i)\b(pedido|envío)\b",
+            "must_not_contain": ["order"],
+            "case_sensitive": True,
+        },
+        {
+            "name": "invoice link",
+            "variables": variables("Where can I download last month's invoice?"),
+            "reference": "You can download it from Billing > Invoices in your account.",
+            "must_contain": ["Invoices"],
+            "max_latency_ms": 2000,
+        },
+        {
+            "name": "order status as JSON",
+            "variables": variables(
+                'Reply only with JSON {"order": <number>, "status": <text>} for order 88213.'
+            ),
+            "json_schema": {
+                "type": "object",
+                "required": ["order", "status"],
+                "properties": {"order": {"type": "integer"}, "status": {"type": "string"}},
+            },
+        },
+        {
+            "name": "premium escalation",
+            "variables": variables("The app crashes every time I log in.", tier="premium"),
+            "must_contain": ["priority"],
+            "rubric": "Acknowledges the premium tier and offers priority support.",
+            "max_tokens": 200,
+        },
+        {
+            "name": "brief greeting",
+            "variables": variables("Hello!"),
+            "regex": r"(?i)^(hi|hello)",
+            "max_tokens": 60,
+        },
+        {
+            "name": "opening hours",
+            "variables": variables("When are you open?"),
+            "reference": "We are open Monday to Friday, 9:00 to 18:00.",
+            "must_contain": ["Monday"],
+            "rubric": "Gives the opening days and hours.",
+        },
+    ]
+    return golden_set_create(
+        actor=actor,
+        team=prompt.team,
+        name="support-reply-basics",
+        description="What every support answer must do: rules, languages, formats.",
+        prompt=prompt,
+        cases=cases,
+        message="Demo cases",
+    )
 
 
 def _demo_registry(*, eng: User, gov: User, team: Team) -> None:
