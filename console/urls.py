@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from apps.common import health, metrics
 from apps.common import views as common_views
+from apps.logs.api import OtlpTracesApi
 
 urlpatterns = [
     path("", common_views.home, name="home"),
@@ -25,6 +26,8 @@ urlpatterns = [
     path("golden-sets/", include("apps.evaluation.urls_golden")),
     path("evaluations/runs/", include("apps.evaluation.urls_runs")),
     path("api/v1/", include("console.api_urls")),
+    # OpenTelemetry (OTLP/HTTP) at the root, where exporters post with OTEL_EXPORTER_OTLP_ENDPOINT=<console>
+    path("v1/traces", OtlpTracesApi.as_view(), name="otlp-traces"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path(
         "api/docs/",

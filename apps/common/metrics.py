@@ -2,8 +2,9 @@
 
 Two kinds of metric:
 
-- counted in the web process as things happen: request latency (RequestMetricsMiddleware) and the log
-  events received by the batch API (accepted, duplicate, rejected: `rate()` of it is the ingestion rate);
+- counted in the web process as things happen: request latency (RequestMetricsMiddleware), the log
+  events received by the batch API (accepted, duplicate, rejected: `rate()` of it is the ingestion rate)
+  and the spans received by the OpenTelemetry endpoint (the same, and ignored: spans that are no model call);
 - read at scrape time from the database and the broker by StateCollector: log events by state (staged,
   quarantined, stored), the Celery queue depth, budgets exhausted or over a threshold, tuning requests
   by status and job backend (queued and running: the GPU jobs in flight). Whatever process
@@ -47,6 +48,15 @@ LOG_EVENTS_RECEIVED = Counter(
 )
 for _outcome in ("accepted", "duplicate", "rejected"):
     LOG_EVENTS_RECEIVED.labels(_outcome)
+OTLP_SPANS_RECEIVED = Counter(
+    "atalaya_otlp_spans_received",
+    "Spans received by the OpenTelemetry endpoint (/v1/traces), by outcome: accepted and duplicate (model"
+    " calls stored as log events, or already stored), rejected (model calls with invalid values) and"
+    " ignored (spans that name no model).",
+    ["outcome"],
+)
+for _outcome in ("accepted", "duplicate", "rejected", "ignored"):
+    OTLP_SPANS_RECEIVED.labels(_outcome)
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 BUDGET_THRESHOLDS = (50, 80, 100)
@@ -82,6 +92,17 @@ def log_events_received(*, accepted: int, duplicate: int, rejected: int) -> None
         LOG_EVENTS_RECEIVED.labels("duplicate").inc(duplicate)
     if rejected:
         LOG_EVENTS_RECEIVED.labels("rejected").inc(rejected)
+
+
+def otlp_spans_received(*, accepted: int, duplicate: int, rejected: int, ignored: int) -> None:
+    for outcome, count in (
+        ("accepted", accepted),
+        ("duplicate", duplicate),
+        ("rejected", rejected),
+        ("ignored", ignored),
+    ):
+        if count:
+            OTLP_SPANS_RECEIVED.labels(outcome).inc(count)
 
 
 # Read at scrape time

@@ -1,12 +1,17 @@
-"""API v1 for logs: batch ingestion (the hot path applications call) and the redacted explorer."""
+"""API v1 for logs: batch ingestion (the hot path applications call), the redacted explorer, and the
+OpenTelemetry endpoint (`POST /v1/traces`, OTLP/HTTP: the mapping is in apps.logs.otlp)."""
 
 import msgspec
 from django.conf import settings
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.authentication import BearerTokenAuthentication
 from apps.accounts.models import Team
 from apps.accounts.roles import Scope
 from apps.accounts.selectors import team_get_by_slug, user_team_ids
@@ -21,10 +26,11 @@ from apps.common.api import (
     validated,
 )
 from apps.common.exceptions import ApplicationError, NotFound, PermissionDenied
-from apps.common.metrics import log_events_received
+from apps.common.metrics import log_events_received, otlp_spans_received
 from apps.common.pagination import CursorPagination
 from apps.common.permissions import HasScope
-from apps.logs.schemas import BatchError, LogEventIn, batch_decode, event_decode
+from apps.logs import otlp
+from apps.logs.schemas import BatchError, LogEventIn, batch_decode, event_decode, texts_too_large
 from apps.logs.selectors import LOG_TEXT_READERS, LogFilters, log_event_get, log_event_list
 from apps.logs.services import LOG_WRITERS, log_events_ingest
 
@@ -65,13 +71,6 @@ def _event_team(request: Request) -> Team:
             return Team.objects.get(pk=teams[0])
         raise NotFound("Name the team the logs belong to with ?team=<slug>.", code="team_required")
     return writable
-
-
-def _texts_too_large(event: LogEventIn) -> bool:
-    limit = settings.LOG_TEXT_MAX_BYTES
-    texts = [event.input] if isinstance(event.input, str) else [m.content for m in event.input]
-    texts += [event.output or "", event.error or ""]
-    return any(len(t) > limit // 4 and len(t.encode()) > limit for t in texts)
 
 
 EVENT_EXAMPLE = {
@@ -144,7 +143,7 @@ class LogBatchApi(ApiView):
                     }
                 )
                 continue
-            if _texts_too_large(event):
+            if texts_too_large(event):
                 raise PayloadTooLarge(
                     f"Event {index} ({event.request_id}) has a text over 1 MB.",
                     details={"index": index, "limit_bytes": settings.LOG_TEXT_MAX_BYTES},
@@ -266,3 +265,149 @@ class LogEventDetailApi(ApiView):
         if event is None:
             raise NotFound("No such log event.")
         return Response(self.OutputSerializer(event).data)
+
+
+class _AnyAccept(BaseContentNegotiation):
+    """OTLP exporters may ask for `Accept: application/x-protobuf`: the answer's encoding follows the
+    request's Content-Type (the OTLP rule), never the Accept header, so it is not negotiated."""
+
+    def select_parser(self, request, parsers):
+        return None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+_OTLP_JSON_REQUEST = inline_serializer(
+    "ExportTraceService", {"resourceSpans": serializers.ListField(child=serializers.DictField())}
+)
+_OTLP_JSON_RESPONSE = inline_serializer(
+    "ExportTraceServiceResponse",
+    {
+        "partialSuccess": inline_serializer(
+            "ExportTracePartialSuccess",
+            {"rejectedSpans": serializers.CharField(), "errorMessage": serializers.CharField()},
+            required=False,
+        )
+    },
+)
+_OTLP_STATUS = inline_serializer(
+    "OtlpStatus",
+    {
+        "code": serializers.IntegerField(help_text="The gRPC status code."),
+        "message": serializers.CharField(),
+        "details": serializers.ListField(
+            child=serializers.DictField(),
+            help_text="One google.rpc.ErrorInfo: `reason` is the console's error code, domain `atalaya`.",
+        ),
+    },
+)
+
+
+class OtlpTracesApi(ApiView):
+    """OpenTelemetry traces over OTLP/HTTP (protobuf or JSON, gzip or not), with a team token that has
+    the `logs:write` scope. Spans that follow the GenAI semantic conventions and name a model become log
+    events of the token's team, scanned and redacted like `POST /api/v1/logs/batch`; other spans are
+    ignored. The answer is an `ExportTraceServiceResponse` in the request's encoding, with
+    `partial_success` counting the spans rejected and why; a refused request gets a `google.rpc.Status`."""
+
+    authentication_classes = [BearerTokenAuthentication]  # token only: no session, so no CSRF to check
+    permission_classes = [HasScope]
+    required_scope = Scope.LOGS_WRITE
+    parser_classes: list = []
+    content_negotiation_class = _AnyAccept
+
+    def _encoding(self) -> otlp.Encoding:
+        content_type = self.request.META.get("CONTENT_TYPE", "") if self.request else ""
+        return "protobuf" if content_type.split(";")[0].strip().lower() == otlp.PROTOBUF else "json"
+
+    def handle_exception(self, exc: Exception) -> HttpResponse:
+        """Every refusal in the API's terms (status, code, message, Retry-After), sent as OTLP asks."""
+        response = super().handle_exception(exc)
+        error = (response.data or {}).get("error", {})
+        encoding = self._encoding()
+        body = otlp.status_encode(
+            http_status=response.status_code,
+            code=str(error.get("code", "error")),
+            message=str(error.get("message", "")),
+            details=error.get("details") or {},
+            encoding=encoding,
+        )
+        answer = HttpResponse(body, status=response.status_code, content_type=_media(encoding))
+        for header in ("Retry-After", "WWW-Authenticate"):
+            if header in response:
+                answer[header] = response[header]
+        return answer
+
+    @extend_schema(
+        operation_id="otlp_traces_export",
+        tags=["opentelemetry"],
+        request={otlp.PROTOBUF: OpenApiTypes.BINARY, otlp.JSON: _OTLP_JSON_REQUEST},
+        responses={(200, otlp.PROTOBUF): OpenApiTypes.BINARY, (200, otlp.JSON): _OTLP_JSON_RESPONSE}
+        | {
+            (status, media): (OpenApiTypes.BINARY if media == otlp.PROTOBUF else _OTLP_STATUS)
+            for status in (400, 401, 403, 413, 415, 429)
+            for media in (otlp.PROTOBUF, otlp.JSON)
+        },
+    )
+    def post(self, request: Request) -> HttpResponse:
+        encoding = _checked(otlp.encoding_of, request.META.get("CONTENT_TYPE", ""))
+        body = _otlp_body(request)
+        export = _checked(otlp.request_decode, body, encoding)
+        mapped = otlp.events_from_request(export)
+        team = request.user.active_token.team
+        result = log_events_ingest(actor=request.user, team=team, events=mapped.events)
+        otlp_spans_received(
+            accepted=result.accepted,
+            duplicate=result.duplicate,
+            rejected=len(mapped.rejected),
+            ignored=mapped.ignored,
+        )
+        answer = otlp.response_encode(
+            rejected=len(mapped.rejected), message=mapped.rejection_message(), encoding=encoding
+        )
+        return HttpResponse(answer, status=200, content_type=_media(encoding))
+
+
+class UnsupportedMediaType(ApplicationError):
+    status_code = 415
+    default_code = "unsupported_media_type"
+
+
+def _media(encoding: otlp.Encoding) -> str:
+    return otlp.PROTOBUF if encoding == "protobuf" else otlp.JSON
+
+
+def _checked(function, *args, **kwargs):
+    """Call one of apps.logs.otlp's decoders, its refusals as the API's errors."""
+    try:
+        return function(*args, **kwargs)
+    except otlp.UnsupportedMedia as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    except otlp.MalformedRequest as exc:
+        raise ApplicationError(str(exc), code="malformed_request") from None
+
+
+def _otlp_body(request: Request) -> bytes:
+    """The body, uncompressed; 413 past LOG_BATCH_MAX_BYTES as sent or once inflated."""
+    limit = settings.LOG_BATCH_MAX_BYTES
+    too_large = PayloadTooLarge(
+        f"The export is larger than {limit // (1024 * 1024)} MB: export fewer spans at a time"
+        " (OTEL_BSP_MAX_EXPORT_BATCH_SIZE).",
+        details={"limit_bytes": limit},
+    )
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_large
+    body = request._request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large
+    try:
+        return _checked(
+            otlp.body_decompress, body, request.META.get("HTTP_CONTENT_ENCODING", ""), limit=limit
+        )
+    except OverflowError:
+        raise too_large from None

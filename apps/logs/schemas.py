@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
+from django.conf import settings
 
 Text = str  # sizes are checked per request (413), see apps.logs.api
 Name = Annotated[str, msgspec.Meta(max_length=100)]
@@ -59,11 +60,33 @@ def batch_decode(body: bytes) -> list[msgspec.Raw]:
         raise BatchError(f"Malformed JSON: {exc}") from None
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def event_decode(raw: msgspec.Raw) -> LogEventIn:
-    """Raises msgspec.ValidationError naming the field at fault."""
+    """Raises msgspec.ValidationError naming the field at fault. A NUL character (JSON `\\u0000`), which
+    PostgreSQL cannot store in text or JSON, becomes U+FFFD, as over OTLP."""
+    if b"\\u0000" in bytes(raw):
+        raw = msgspec.Raw(msgspec.json.encode(_without_nul(msgspec.json.decode(raw))))
     event = _event_decoder.decode(raw)
     if event.started_at.tzinfo is None or (event.ended_at is not None and event.ended_at.tzinfo is None):
         raise msgspec.ValidationError("Timestamps need a time zone (e.g. 2026-11-21T10:00:00Z)")
     if event.ended_at is not None and event.ended_at < event.started_at:
         raise msgspec.ValidationError("ended_at is before started_at")
     return event
+
+
+def texts_too_large(event: LogEventIn) -> bool:
+    """Whether one of the event's texts is over LOG_TEXT_MAX_BYTES (refused: 413 in a batch, a rejected
+    span over OTLP)."""
+    limit = settings.LOG_TEXT_MAX_BYTES
+    texts = [event.input] if isinstance(event.input, str) else [m.content for m in event.input]
+    texts += [event.output or "", event.error or ""]
+    return any(len(t) > limit // 4 and len(t.encode()) > limit for t in texts)

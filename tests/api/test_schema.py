@@ -45,6 +45,7 @@ def test_schema_validates_without_warnings(tmp_path):
         "/api/v1/feedback/queues/{queue_id}/next",
         "/api/v1/feedback/slots/{slot_id}/submit",
         "/api/v1/datasets/{dataset_id}/",
+        "/v1/traces",
     ]:
         assert f"  {path}:" in schema, path
     assert "bearerAuth" in schema

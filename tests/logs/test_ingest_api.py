@@ -133,3 +133,23 @@ def test_sessions_name_the_team_and_cannot_write_to_others(world, api_as):
     other = api_as(world.eng)
     assert post(other, [event("y")], QUERY_STRING="team=finance").status_code == 404
     assert post(api_as(), [event("z")]).status_code == 401
+
+
+def test_nul_characters_become_replacement_characters_so_postgresql_can_store_them(writer, scanner):
+    from apps.logs.services import log_events_scan
+
+    nul = event(
+        "nul",
+        input=[{"role": "user", "content": "before\u0000after"}],
+        output="out\u0000put",
+        metadata={"k\u0000": ["v\u0000"]},
+    )
+    response = post(writer, [nul, event("plain", output="a \\u0000 written out is kept")])
+    assert response.json()["accepted"] == 2, response.content
+    rows = {r.request_id: r for r in LogEvent.objects.all()}
+    assert log_events_scan(event_ids=[r.pk for r in rows.values()])["stored"] == 2
+    stored = LogEvent.objects.get(request_id="nul")
+    assert stored.input[0]["content"] == "before\ufffdafter"
+    assert stored.output == "out\ufffdput"
+    assert stored.metadata == {"k\ufffd": ["v\ufffd"]}
+    assert LogEvent.objects.get(request_id="plain").output == "a \\u0000 written out is kept"
