@@ -15,8 +15,8 @@ failed):
 - `latency_ok` (`max_latency_ms`) and `tokens_ok` (`max_tokens`, output tokens); an unmeasured value fails.
 
 Scores only (never fail a case; an approval policy thresholds their means in `apps.evaluation.gate`):
-- with a reference: `rouge_l` (ROUGE-L F1, Google's `rouge-score` on a Unicode word tokenizer, no stemming, so
-  Spanish accents count), `chrf` and `bleu` (sacrebleu sentence scores, BLEU with effective order), all three
+- with a reference: `rouge_l` (ROUGE-L F1 over Unicode words, no stemming, so Spanish accents count; the LCS
+  from rapidfuzz, checked against Google's `rouge-score` in the tests), `chrf` and `bleu` (sacrebleu sentence scores, BLEU with effective order), all three
   on a 0–1 scale (sacrebleu's 0–100 divided by 100), and `exact_match` when it is not a check.
   `case_sensitive` governs every comparison (reference, phrases), so by default these fold case too;
 - `embedding_similarity` (cosine, computed by the caller when an embedding model is configured);
@@ -40,6 +40,7 @@ from typing import Any, TypedDict
 import regex
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
+from rapidfuzz.distance import LCSseq
 from referencing.exceptions import Unresolvable
 
 from apps.feedback.agreement import mean_interval, wilson_interval
@@ -251,7 +252,7 @@ def _compile(pattern: str) -> regex.Pattern[str]:
 
 
 class _UnicodeWords:
-    """rouge-score's default tokenizer keeps only [a-z0-9] (so "canción" becomes "canci n"): words here are
+    """Words for ROUGE-L. rouge-score's default tokenizer keeps only [a-z0-9] (so "canción" becomes "canci n"): words here are
     runs of letters and digits in any script, case-folded unless case_sensitive."""
 
     def __init__(self, case_sensitive: bool):
@@ -259,13 +260,6 @@ class _UnicodeWords:
 
     def tokenize(self, text: str) -> list[str]:
         return _WORD.findall(text if self.case_sensitive else text.casefold())
-
-
-@cache
-def _rouge_scorer(case_sensitive: bool) -> Any:
-    from rouge_score.rouge_scorer import RougeScorer  # imported on first use: it pulls nltk (~0.5 s)
-
-    return RougeScorer(["rougeL"], use_stemmer=False, tokenizer=_UnicodeWords(case_sensitive))
 
 
 @cache
@@ -280,8 +274,18 @@ def _fold(text: str, case_sensitive: bool) -> str:
 
 
 def rouge_l(output: str, reference: str, *, case_sensitive: bool = False) -> float:
-    """ROUGE-L F1 (longest common subsequence of words), 0–1."""
-    return float(_rouge_scorer(case_sensitive).score(reference, output)["rougeL"].fmeasure)
+    """ROUGE-L F1 (Lin, 2004) over words, 0–1: the longest common subsequence of the two word lists, as recall
+    over the reference and precision over the output. The LCS is rapidfuzz's (C++, bit-parallel): the same
+    figure as Google's `rouge-score` with this tokenizer, hundreds of times faster on long answers."""
+    words = _UnicodeWords(case_sensitive)
+    out, ref = words.tokenize(output), words.tokenize(reference)
+    if not out or not ref:
+        return 0.0
+    common = LCSseq.similarity(out, ref)
+    if not common:
+        return 0.0
+    precision, recall = common / len(out), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
 
 
 def chrf(output: str, reference: str, *, case_sensitive: bool = False) -> float:

@@ -5,6 +5,8 @@ import time
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apps.catalog.templating import render_messages, template_variables
 from apps.evaluation.metrics import (
@@ -46,6 +48,29 @@ def test_rouge_l_keeps_accented_words_whole():
     # (rouge-score's own tokenizer would split "canción" into "canci" and "n" and drop "¿".)
     assert rouge_l("la canción es", "¿Cuál es la canción?") == pytest.approx(4 / 7)
     assert rouge_l("La CANCIÓN", "la canción") == 1.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    output=st.lists(
+        st.sampled_from(["la", "canción", "the", "cat", "Sat", "on", "mat", "¿qué", "7"]), max_size=30
+    ),
+    reference=st.lists(
+        st.sampled_from(["la", "Canción", "the", "cat", "sat", "on", "mat", "qué?", "7"]), max_size=30
+    ),
+    case_sensitive=st.booleans(),
+)
+def test_rouge_l_equals_googles_reference_implementation(output, reference, case_sensitive):
+    from rouge_score.rouge_scorer import RougeScorer
+
+    from apps.evaluation.metrics import _UnicodeWords
+
+    output_text, reference_text = " ".join(output), " ".join(reference)
+    scorer = RougeScorer(["rougeL"], use_stemmer=False, tokenizer=_UnicodeWords(case_sensitive))
+    expected = scorer.score(reference_text, output_text)["rougeL"].fmeasure
+    assert rouge_l(output_text, reference_text, case_sensitive=case_sensitive) == pytest.approx(
+        expected, abs=1e-12
+    )
 
 
 def test_chrf_averages_character_ngram_precision_and_recall_then_takes_f_beta_2():
