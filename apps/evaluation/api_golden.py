@@ -233,9 +233,19 @@ class GoldenSetDetailApi(ApiView):
         return Response(GoldenSetDetailOutputSerializer(_with_latest(golden_set, cases=True)).data)
 
 
+RAW_IMPORT_TYPES = {
+    "text/csv": "csv",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/x-jsonlines": "jsonl",
+}
+
+
 class GoldenSetVersionCreateApi(ApiView):
-    """A new version: either `cases` (the full list) or `import` (a JSONL or CSV file's text, with
-    `format`; `append` keeps the latest cases before the imported ones). All or nothing."""
+    """A new version: either `cases` (the full list) or an import: `content` (a JSONL or CSV file's text)
+    with `format`, or the file itself as the body (`Content-Type: text/csv` or `application/x-ndjson`,
+    with `?append=true&message=…`); `append` keeps the latest cases before the imported ones.
+    All or nothing."""
 
     permission_classes = [HasScope]
     required_scope = Scope.EVALUATIONS_WRITE
@@ -259,12 +269,35 @@ class GoldenSetVersionCreateApi(ApiView):
                 raise serializers.ValidationError({"format": ["Say the format: jsonl or csv."]})
             return attrs
 
+    class RawQuerySerializer(StrictSerializer):
+        append = serializers.BooleanField(required=False, default=False)
+        message = serializers.CharField(required=False, default="", allow_blank=True, max_length=500)
+
     @extend_schema(
         operation_id="golden_set_versions_create",
-        request=InputSerializer,
+        request={
+            "application/json": InputSerializer,
+            "text/csv": OpenApiTypes.STR,
+            "application/x-ndjson": OpenApiTypes.STR,
+        },
         responses={201: GoldenSetDetailOutputSerializer} | errors(400, 401, 403, 404, 409, 413, 422),
     )
     def post(self, request: Request, golden_set_id: int) -> Response:
+        raw_format = RAW_IMPORT_TYPES.get(request.content_type.split(";")[0].strip().lower())
+        if raw_format is not None:
+            query = validated(self.RawQuerySerializer, request.query_params)
+            golden_set = golden_set_get(user=request.user, golden_set_id=golden_set_id)
+            golden_set_import(
+                actor=request.user,
+                golden_set=golden_set,
+                content=request.body,
+                fmt=raw_format,
+                append=query["append"],
+                message=query["message"],
+            )
+            return Response(
+                GoldenSetDetailOutputSerializer(_with_latest(golden_set, cases=True)).data, status=201
+            )
         data = validated(self.InputSerializer, request.data)
         golden_set = golden_set_get(user=request.user, golden_set_id=golden_set_id)
         if "content" in data:

@@ -216,6 +216,30 @@ def test_an_import_through_the_api_then_export_round_trips(gs, api_as):
     assert csv_v1.content.decode().startswith("name,variables,reference,")
 
 
+def test_a_file_posted_as_the_body_is_imported(gs, api_as):
+    client = api_as(gs.world.eng)
+    url = f"/api/v1/golden-sets/{gs.sets['own'].pk}/versions/"
+    csv_body = 'name,must_contain\nfirst,"[""hello""]"\n'
+    created = client.post(f"{url}?append=true&message=from+a+file", data=csv_body, content_type="text/csv")
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["latest_version"]["case_count"] == 5 and body["latest_version"]["message"] == "from a file"
+    assert body["cases"][-1]["must_contain"] == ["hello"] and body["cases"][-1]["source"] == "import"
+    before = golden_snapshot()
+    refused = client.post(
+        url, data='{"reference": "a"}\n{"regex": "("}\n', content_type="application/x-ndjson"
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["details"] == {"line": 2, "field": "regex"}
+    assert golden_snapshot() == before
+    unknown = client.post(f"{url}?colour=red", data=csv_body, content_type="text/csv")
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "unknown_fields"
+    token = make_token(gs.world.eng, gs.world.support, Scope.EVALUATIONS_READ)
+    before = golden_snapshot()  # the token's creation is audited
+    scoped = api_as(token=token).post(url, data=csv_body, content_type="text/csv")
+    assert scoped.status_code == 403 and golden_snapshot() == before
+
+
 BAD_INPUT = [
     ("post", "/api/v1/golden-sets/", {"team": "support", "name": "Bad Name"}, 422, "invalid_name"),
     ("post", "/api/v1/golden-sets/", {"team": "support", "name": "support-set"}, 409, "golden_set_exists"),
