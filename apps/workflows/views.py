@@ -25,6 +25,7 @@ from apps.workflows.selectors import approval_request_get, approval_request_list
 from apps.workflows.services import (
     POLICY_EDITORS,
     approval_decision_record,
+    approval_gate_verdict,
     approval_request_can_decide,
     approval_request_withdraw,
 )
@@ -53,13 +54,7 @@ def review_context(request: HttpRequest, approval: ApprovalRequest | None) -> di
         return {"approval": None}
     decisions = list(approval.decisions.select_related("reviewer"))
     can_decide, _reason = approval_request_can_decide(request=approval, user=request.user)
-    gate = (
-        evaluation_gate_panel(
-            subject_kind=approval.subject_kind, subject=approval.subject, team=approval.team
-        )
-        if approval.status == RequestStatus.OPEN
-        else None
-    )
+    gate = evaluation_gate_panel(approval=approval) if approval.status == RequestStatus.OPEN else None
     return {
         "gate": gate,
         # The engine refuses an approval while the gate is not passed: the button says so beforehand.
@@ -168,7 +163,15 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
         raise PermissionDenied(_reason_display(approval, request.user, decisions)) from None
     except ApplicationError as exc:
         raise_for_http(exc)
-        messages.error(request, exc.message)
+        if exc.code == "evaluation_gate_failed":
+            reason = approval_gate_verdict(request=approval)
+            messages.error(
+                request,
+                _("Not approved: the evaluation gate has not passed. %(reason)s")
+                % {"reason": reason.reason if reason is not None else ""},
+            )
+        else:
+            messages.error(request, exc.message)
         return redirect(back)
     approval.refresh_from_db()
     summary = {"summary": approval.summary}

@@ -68,6 +68,7 @@ def run_finish(
     provider: str = "replay",
     subject_hash: str | None = None,
     adapter_version: Any = None,
+    baseline: EvaluationRun | None = None,
 ) -> EvaluationRun:
     """A completed run of `version` on `golden` (answered by `adapter_version` when given), with one result
     per case."""
@@ -80,6 +81,7 @@ def run_finish(
         golden_set_version=golden,
         prompt_version=version,
         adapter_version=adapter_version,
+        baseline_run=baseline,
         subject_hash=subject_hash,
         provider=provider,
         model=version.model,

@@ -204,3 +204,44 @@ def test_the_panel_in_spanish(world, catalog, golden, gated, client_as):
     page = review_page(gov, catalog)
     assert "Puerta de evaluación" in page and "No superada" in page and "Tasa de aprobados" in page
     assert "2 casos fallidos" in page and "REPLAY" in page
+
+
+def test_a_posted_approval_is_refused_by_the_engine_and_says_why(world, catalog, golden, gated, client_as):
+    """The disabled button is only a courtesy: a POST anyway is refused by the approval engine, and the page
+    says why (never a 500); nothing is recorded."""
+    run_finish(version=catalog.in_review, golden=golden, requester=world.eng, outputs=FAILING)
+    gov = client_as(world.gov)
+    response = gov.post(
+        reverse("workflows:decide", args=[catalog.request.pk]), {"decision": "approve"}, follow=True
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Not approved: the evaluation gate has not passed." in page and "pass rate" in page
+    catalog.request.refresh_from_db()
+    assert catalog.request.status == RequestStatus.OPEN and not catalog.request.decisions.exists()
+    # Requesting changes is still possible.
+    gov.post(
+        reverse("workflows:decide", args=[catalog.request.pk]),
+        {"decision": "request_changes", "comment": "fix"},
+    )
+    catalog.request.refresh_from_db()
+    assert catalog.request.status == RequestStatus.CHANGES_REQUESTED
+
+
+def test_a_regression_against_production_is_shown_and_blocks(world, catalog, golden, client_as):
+    ApprovalPolicy.objects.create(
+        team=world.support,
+        subject_kind="prompt_version",
+        requires_evaluation=True,
+        evaluation_thresholds={"pass_rate": {"min": 0.3}, "max_regression": {"pass_rate": 0.1}},
+    )
+    production = run_finish(version=catalog.approved, golden=golden, requester=world.eng, outputs=PASSING)
+    run = run_finish(
+        version=catalog.in_review, golden=golden, requester=world.eng, outputs=FAILING, baseline=production
+    )
+    page = review_page(client_as(world.gov), catalog)
+    # Its own threshold is met (0.33 ≥ 0.3), but it is 0.67 below production's 1.0, more than δ = 0.1.
+    assert "Not passed" in page and "Pass rate, no worse than production" in page
+    assert "≥ 0.9" in page and "0.3333" in page and "met" in page and "not met" in page
+    assert reverse("evaluation_runs:regression", args=[run.pk]) in page
+    assert "disabled" in approve_button(page)
