@@ -48,7 +48,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "metric_rows": sorted((summary.get("metrics") or {}).items()),
             "gate_checks": (run.gate or {}).get("checks", []),
             "results": paginate(request, evaluation_run_results(run=run, only=only), per_page=50),
-            "only": only,
+            "case_filter": only,
         },
     )
 
