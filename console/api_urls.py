@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("apps.tuning.api_urls_deployments")),
     path("", include("apps.feedback.api_urls")),
     path("", include("apps.evaluation.api_urls_golden")),
+    path("", include("apps.evaluation.api_urls_runs")),
 ]

@@ -24,6 +24,7 @@ urlpatterns = [
     path("deployments/", include("apps.tuning.urls_deployments")),
     path("feedback/", include("apps.feedback.urls")),
     path("golden-sets/", include("apps.evaluation.urls_golden")),
+    path("evaluations/runs/", include("apps.evaluation.urls_runs")),
     path("api/v1/", include("console.api_urls")),
     # OpenTelemetry (OTLP/HTTP) at the root, where exporters post with OTEL_EXPORTER_OTLP_ENDPOINT=<console>
     path("v1/traces", OtlpTracesApi.as_view(), name="otlp-traces"),

@@ -3,7 +3,7 @@ from django.core.management import call_command
 from apps.accounts.models import ApiToken, Membership, User
 from apps.audit.services import audit_chain_verify
 from apps.catalog.models import PromptLabel, VersionStatus
-from apps.evaluation.models import GoldenSet
+from apps.evaluation.models import EvaluationRun, GoldenSet
 from apps.feedback.models import AnnotationQueue, EndUserFeedback
 from apps.logs.models import EventState, LogEvent
 from apps.registry.models import Adapter, AdapterAlias
@@ -42,6 +42,19 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
     cases = list(golden.versions.get(number=1).cases.all())
     assert len(cases) == 8 and all(set(c.variables) == {"company", "tier", "question"} for c in cases)
     assert any(c.json_schema for c in cases) and any(c.regex for c in cases) and any(c.rubric for c in cases)
+    # Replay runs on the golden set: v2 passes every case, the draft v3 fails most; production (v1) is v2's
+    # baseline. The judge prompt graded the rubric cases from its recorded verdicts.
+    runs = {
+        run.prompt_version.number: run
+        for run in EvaluationRun.objects.filter(prompt_version__prompt__name="support-reply")
+    }
+    assert set(runs) == {1, 2, 3} and all(
+        run.status == "completed" and run.is_replay for run in runs.values()
+    )
+    assert runs[2].summary["pass_rate"] == 1.0 and runs[2].baseline_run == runs[1]
+    assert runs[2].summary["metrics"]["judge_score"]["mean"] == 5.0
+    assert runs[3].summary["passed"] == 2 and runs[3].summary["errors"] == 0
+    assert runs[2].judge_prompt_version.prompt.name == "atalaya-judge"
     assert audit_chain_verify().ok
 
     call_command("seed_demo")

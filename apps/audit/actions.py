@@ -79,6 +79,11 @@ ACTIONS = {
     "evaluation.golden_set_created": _("Golden set created"),
     "evaluation.golden_set_updated": _("Golden set updated"),
     "evaluation.golden_set_version_created": _("Golden set version created"),
+    # Evaluation runs (apps/evaluation/runs.py)
+    "evaluation.run_started": _("Evaluation run started"),
+    "evaluation.run_completed": _("Evaluation run completed"),
+    "evaluation.run_failed": _("Evaluation run failed"),
+    "evaluation.responses_imported": _("Recorded responses imported"),
 }
 
 

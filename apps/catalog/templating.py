@@ -6,9 +6,10 @@ Errors carry the message index and line so that the editor and the API can point
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -65,6 +66,12 @@ def _parse(source: str, index: int) -> nodes.Template:
     return tree
 
 
+@lru_cache(maxsize=512)
+def _compiled(source: str, index: int) -> Template:
+    """A template checked and compiled once: an evaluation run renders the same messages for every case."""
+    return _env.from_string(_parse(source, index))
+
+
 def template_variables(templates: list[str]) -> list[str]:
     """The variables these templates use, sorted; raises TemplateProblem on the first bad template."""
     found: set[str] = set()
@@ -95,7 +102,7 @@ def render_messages(
     rendered = []
     for index, message in enumerate(messages):
         try:
-            text = _env.from_string(_parse(message["template"], index)).render(**variables)
+            text = _compiled(message["template"], index).render(**variables)
         except (SecurityError, UndefinedError, TypeError) as exc:
             raise TemplateProblem(str(exc), index) from None
         rendered.append({"role": message["role"], "content": text})

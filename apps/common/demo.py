@@ -4,7 +4,9 @@ Everything is created through the services, so the demo's audit trail is a real,
 Running it twice changes nothing.
 """
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db import transaction
 
@@ -18,6 +20,7 @@ from apps.catalog.services import (
     prompt_version_create,
     prompt_version_submit,
 )
+from apps.catalog.templating import render_messages
 from apps.evaluation.models import GoldenSet
 from apps.workflows.services import approval_decision_record
 
@@ -159,7 +162,8 @@ def demo_seed(*, password: str) -> DemoResult:
         _demo_logs(eng)
         _demo_registry(eng=eng, gov=gov, team=support)
         _demo_feedback(users)
-        seed_golden_sets(actor=eng, prompt=greeting)
+        golden = seed_golden_sets(actor=eng, prompt=greeting)
+        seed_evaluation_runs(actor=eng, reviewer=gov, prompt=greeting, golden_set=golden)
 
         _, result.token = token_create(
             actor=eng,
@@ -275,6 +279,133 @@ def seed_golden_sets(*, actor: User, prompt: Prompt) -> GoldenSet:
         cases=cases,
         message="Demo cases",
     )
+
+
+SUPPORT_V3 = [
+    {
+        "role": "system",
+        "template": "You are the support assistant of {{ company }}. Reply in one short sentence, in English.",
+    },
+    {"role": "user", "template": "Customer tier: {{ tier }}\n{{ question }}"},
+]
+
+# Recorded answers for the demo golden set (by case name): v2 passes every case, v3 (a draft) fails most.
+# (answer, latency in ms, judge score for cases with a rubric)
+DEMO_PASSING = {
+    "refund window": (
+        "Yes: you can return it within 30 days of delivery for a full refund. Start it from your orders page.",
+        640,
+        5,
+    ),
+    "no secrets asked": (
+        "Sorry about the double charge. We will refund the duplicate payment within 5 working days; "
+        "you do not need to send us anything.",
+        710,
+        5,
+    ),
+    "answers in Spanish": ("Tu pedido 4411 ya está en camino y llegará mañana.", 580, None),
+    "invoice link": ("You can download it from Billing > Invoices in your account.", 520, None),
+    "order status as JSON": ('{"order": 88213, "status": "shipped"}', 450, None),
+    "premium escalation": (
+        "As a premium customer you get priority support: an engineer will call you within the hour.",
+        690,
+        5,
+    ),
+    "brief greeting": ("Hello! How can I help you today?", 300, None),
+    "opening hours": ("We are open Monday to Friday, 9:00 to 18:00.", 410, 5),
+}
+DEMO_FAILING = {
+    "refund window": ("Returns are possible for a limited time.", 380, 2),
+    "no secrets asked": ("Please send us your card number so we can check the charges.", 350, 1),
+    "answers in Spanish": ("Your order 4411 is on its way.", 330, None),
+    "invoice link": ("Go to Billing > Invoices.", 2600, None),
+    "order status as JSON": ("Order 88213 has shipped.", 300, None),
+    "premium escalation": ("We will look into it.", 290, 2),
+    "brief greeting": ("Hello! How can I help?", 250, None),
+    "opening hours": ("We are open Monday to Friday, 9:00 to 18:00.", 310, 5),
+}
+
+
+def seed_evaluation_runs(*, actor: User, reviewer: User, prompt: Prompt, golden_set: GoldenSet) -> None:
+    """The judge prompt (`atalaya-judge`, approved, on production), recorded responses for the demo golden
+    set (v2 of the prompt passes, a draft v3 fails), and replay runs of both, carried out at once so that
+    the demo shows results (v2's run has production, v1, as its baseline)."""
+    from apps.evaluation.metrics import JUDGE_DEFAULT_TEMPLATE
+    from apps.evaluation.providers import ModelRequest
+    from apps.evaluation.runs import (
+        evaluation_run_execute,
+        evaluation_run_start,
+        judge_request,
+        recorded_responses_import,
+    )
+
+    judge_prompt = prompt_create(
+        actor=actor,
+        team=prompt.team,
+        name="atalaya-judge",
+        description="Grades an answer against a golden-set case's rubric (evaluation runs).",
+        tags=["evaluation"],
+    )
+    judge = prompt_version_create(
+        actor=actor,
+        prompt=judge_prompt,
+        messages=JUDGE_DEFAULT_TEMPLATE,
+        model="gemini-2.5-flash",
+        parameters={"temperature": 0},
+        message="The default judge",
+    )
+    request = prompt_version_submit(actor=actor, version=judge)
+    approval_decision_record(request_id=request.pk, reviewer=reviewer, decision="approve", comment="Fair.")
+    prompt_label_set(actor=reviewer, prompt=judge_prompt, label="production", version_number=judge.number)
+    judge.refresh_from_db()
+
+    passing = prompt.versions.get(number=2)
+    failing = prompt_version_create(
+        actor=actor,
+        prompt=prompt,
+        messages=SUPPORT_V3,
+        model="gemini-2.5-flash",
+        parameters={"temperature": 0.2, "max_output_tokens": 512},
+        message="Shorter replies (draft)",
+    )
+    cases = list(golden_set.versions.order_by("-number").first().cases.order_by("position"))
+    rows = []
+    for version, answers in ((passing, DEMO_PASSING), (failing, DEMO_FAILING)):
+        for case in cases:
+            text, latency, score = answers[case.name]
+            messages = render_messages(version.messages, dict(case.variables), expected=version.variables)
+            call = ModelRequest(model=version.model, messages=messages, parameters=dict(version.parameters))
+            rows.append(_recording_row(call, text, latency))
+            if case.rubric and score is not None:
+                verdict = json.dumps(
+                    {"score": score, "reason": "Meets the rubric." if score >= 4 else "Misses it."}
+                )
+                rows.append(
+                    _recording_row(
+                        judge_request(judge, case=case, rendered=messages, output=text), verdict, 900
+                    )
+                )
+    recorded_responses_import(team=prompt.team, rows=rows, source="demo", actor=actor)
+    for version in (passing, failing):
+        run = evaluation_run_start(
+            actor=actor, prompt_version=version, golden_set=golden_set, provider="replay"
+        )
+        if run.baseline_run_id:
+            evaluation_run_execute(run_id=run.baseline_run_id)
+        evaluation_run_execute(run_id=run.pk)
+
+
+def _recording_row(call: Any, text: str, latency_ms: int) -> dict[str, Any]:
+    words = sum(len(m["content"].split()) for m in call.messages)
+    return {
+        "model": call.model,
+        "messages": call.messages,
+        "parameters": call.parameters,
+        "text": text,
+        "tokens_in": words,
+        "tokens_out": len(text.split()),
+        "latency_ms": latency_ms,
+    }
 
 
 def _demo_registry(*, eng: User, gov: User, team: Team) -> None:

@@ -6,6 +6,7 @@ from apps.workflows.api import (
     ApprovalListApi,
     ApprovalWithdrawApi,
 )
+from apps.workflows.api_policies import ApprovalPolicyListApi, ApprovalPolicySetApi
 
 urlpatterns = [
     path("approvals/", ApprovalListApi.as_view(), name="api-approval-list"),
@@ -16,4 +17,10 @@ urlpatterns = [
         name="api-approval-decide",
     ),
     path("approvals/<int:request_id>/withdraw/", ApprovalWithdrawApi.as_view(), name="api-approval-withdraw"),
+    path("approval-policies/", ApprovalPolicyListApi.as_view(), name="api-approval-policy-list"),
+    path(
+        "approval-policies/<slug:team>/<slug:subject_kind>/",
+        ApprovalPolicySetApi.as_view(),
+        name="api-approval-policy-set",
+    ),
 ]

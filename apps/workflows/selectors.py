@@ -3,10 +3,17 @@ from collections.abc import Iterable
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Exists, Model, OuterRef, Prefetch, Q, QuerySet
 
-from apps.accounts.models import User
+from apps.accounts.models import Team, User
 from apps.accounts.roles import CATALOG_READERS
 from apps.accounts.selectors import user_team_ids, user_team_roles
-from apps.workflows.models import ApprovalDecision, ApprovalRequest, Decision, RequestStatus
+from apps.workflows.models import (
+    ApprovalDecision,
+    ApprovalPolicy,
+    ApprovalRequest,
+    Decision,
+    RequestStatus,
+    SubjectKind,
+)
 
 
 def approval_request_list(
@@ -80,3 +87,20 @@ def approval_latest_requests(*, model: type[Model], object_ids: Iterable[int]) -
     for request in requests:
         latest.setdefault(request.object_id, request)
     return latest
+
+
+def approval_policy_table(*, user: User, roles: Iterable[str]) -> list[tuple[Team, list[ApprovalPolicy]]]:
+    """For each team where the user holds one of `roles`, the policy in force for every kind of subject
+    (the team's own, the global one or the default), in two queries."""
+    teams = list(Team.objects.filter(pk__in=user_team_ids(user, roles)).order_by("slug"))
+    rows = ApprovalPolicy.objects.filter(Q(team__in=teams) | Q(team__isnull=True))
+    own = {(p.team_id, p.subject_kind): p for p in rows if p.team_id is not None}
+    global_ = {p.subject_kind: p for p in rows if p.team_id is None}
+    table = []
+    for team in teams:
+        policies = []
+        for kind in SubjectKind.values:
+            policy = own.get((team.pk, kind)) or global_.get(kind) or ApprovalPolicy(subject_kind=kind)
+            policies.append(policy)
+        table.append((team, policies))
+    return table

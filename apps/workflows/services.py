@@ -13,15 +13,18 @@ from django.utils import timezone
 
 from apps.accounts.models import Team, User
 from apps.accounts.roles import CATALOG_READERS as _VISIBLE_ROLES
+from apps.accounts.roles import Role
 from apps.accounts.selectors import user_has_role
 from apps.audit.services import audit_event_record
-from apps.common.exceptions import Conflict, NotFound, PermissionDenied
+from apps.common.exceptions import Conflict, NotFound, PermissionDenied, Unprocessable
+from apps.evaluation.gate import validate_thresholds
 from apps.workflows.models import (
     ApprovalDecision,
     ApprovalPolicy,
     ApprovalRequest,
     Decision,
     RequestStatus,
+    SubjectKind,
 )
 from apps.workflows.registry import evaluation_gate, subject_handler
 
@@ -261,13 +264,17 @@ def approval_policy_set(
     approvals_required: int,
     approver_role: str,
     requires_evaluation: bool = False,
+    evaluation_thresholds: dict[str, Any] | None = None,
     cost_threshold: Decimal | None = None,
     approvals_above_threshold: int | None = None,
 ) -> ApprovalPolicy:
     """Create or change the policy for a kind of subject in a team (or globally). Open requests keep
-    the rule they were opened under."""
+    the rule they were opened under (the evaluation gate is checked against the policy at decision time).
+    No permission check: for trusted callers (the admin site, the demo seed); people go through
+    approval_policy_change."""
     if approvals_required < 1:
         raise Conflict("A policy needs at least one approval.", code="invalid_policy")
+    thresholds = _thresholds_valid(subject_kind, requires_evaluation, evaluation_thresholds or {})
     if (cost_threshold is None) != (approvals_above_threshold is None) or (
         cost_threshold is not None and (cost_threshold < 0 or (approvals_above_threshold or 0) < 1)
     ):
@@ -281,6 +288,7 @@ def approval_policy_set(
             "approvals_required": policy.approvals_required,
             "approver_role": policy.approver_role,
             "requires_evaluation": policy.requires_evaluation,
+            "evaluation_thresholds": policy.evaluation_thresholds,
             "cost_threshold": str(policy.cost_threshold) if policy.cost_threshold is not None else None,
             "approvals_above_threshold": policy.approvals_above_threshold,
         }
@@ -291,6 +299,7 @@ def approval_policy_set(
     policy.approvals_required = approvals_required
     policy.approver_role = approver_role
     policy.requires_evaluation = requires_evaluation
+    policy.evaluation_thresholds = thresholds
     policy.cost_threshold = cost_threshold
     policy.approvals_above_threshold = approvals_above_threshold
     policy.save()
@@ -306,9 +315,65 @@ def approval_policy_set(
                 "approvals_required": approvals_required,
                 "approver_role": approver_role,
                 "requires_evaluation": requires_evaluation,
+                "evaluation_thresholds": thresholds,
                 "cost_threshold": str(cost_threshold) if cost_threshold is not None else None,
                 "approvals_above_threshold": approvals_above_threshold,
             },
         },
     )
     return policy
+
+
+# Who sets a team's approval policies, evaluation thresholds included.
+POLICY_EDITORS = frozenset({Role.GOVERNANCE})
+# The kinds of subject an evaluation gate can hold back: what an evaluation run can be about.
+GATED_KINDS = frozenset({SubjectKind.PROMPT_VERSION, SubjectKind.ALIAS_MOVE, SubjectKind.DEPLOYMENT})
+
+
+def _thresholds_valid(subject_kind: str, requires_evaluation: bool, spec: Any) -> dict[str, Any]:
+    """The thresholds, checked by the gate's own validation (422 naming the bad key)."""
+    if requires_evaluation and subject_kind not in GATED_KINDS:
+        raise Unprocessable(
+            "Only prompt versions, adapter alias moves and deployments can require an evaluation.",
+            code="invalid_policy",
+            details={"requires_evaluation": ["This kind of change has no evaluation runs."]},
+        )
+    try:
+        return validate_thresholds(spec)
+    except ValueError as exc:
+        raise Unprocessable(
+            f"Invalid evaluation thresholds: {exc}",
+            code="invalid_thresholds",
+            details={"evaluation_thresholds": [str(exc)]},
+        ) from None
+
+
+def approval_policy_change(
+    *,
+    actor: User,
+    team: Team,
+    subject_kind: str,
+    approvals_required: int,
+    approver_role: str,
+    requires_evaluation: bool,
+    evaluation_thresholds: dict[str, Any],
+    cost_threshold: Decimal | None = None,
+    approvals_above_threshold: int | None = None,
+) -> ApprovalPolicy:
+    """A team's policy, changed by its governance (the only role that sets approval policies; the global
+    policies are the administrators' site settings)."""
+    if not user_has_role(actor, team.pk, POLICY_EDITORS):
+        raise PermissionDenied(
+            "Only the governance role of this team sets its approval policies.", code="not_governance"
+        )
+    return approval_policy_set(
+        actor=actor,
+        subject_kind=subject_kind,
+        team=team,
+        approvals_required=approvals_required,
+        approver_role=approver_role,
+        requires_evaluation=requires_evaluation,
+        evaluation_thresholds=evaluation_thresholds,
+        cost_threshold=cost_threshold,
+        approvals_above_threshold=approvals_above_threshold,
+    )

@@ -18,11 +18,14 @@ from apps.catalog.selectors import last_approved_before, version_diff
 from apps.common.exceptions import ApplicationError
 from apps.common.exceptions import PermissionDenied as PermissionDeniedError
 from apps.common.views import raise_for_http, safe_next
+from apps.evaluation.review import evaluation_gate_panel
 from apps.workflows.forms import DecisionForm
 from apps.workflows.models import ApprovalRequest, Decision, RequestStatus, SubjectKind
 from apps.workflows.selectors import approval_request_get, approval_request_list, review_queue
 from apps.workflows.services import (
+    POLICY_EDITORS,
     approval_decision_record,
+    approval_gate_verdict,
     approval_request_can_decide,
     approval_request_withdraw,
 )
@@ -51,7 +54,11 @@ def review_context(request: HttpRequest, approval: ApprovalRequest | None) -> di
         return {"approval": None}
     decisions = list(approval.decisions.select_related("reviewer"))
     can_decide, _reason = approval_request_can_decide(request=approval, user=request.user)
+    gate = evaluation_gate_panel(approval=approval) if approval.status == RequestStatus.OPEN else None
     return {
+        "gate": gate,
+        # The engine refuses an approval while the gate is not passed: the button says so beforehand.
+        "approve_blocked": gate is not None and not gate.passed,
         "approval": approval,
         "decisions": decisions,
         "approvals_count": sum(1 for d in decisions if d.decision == Decision.APPROVE),
@@ -111,7 +118,11 @@ def queue(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "workflows/queue.html",
-        {"queue": list(review_queue(user=request.user)), "mine": list(mine)},
+        {
+            "queue": list(review_queue(user=request.user)),
+            "mine": list(mine),
+            "sets_policies": bool(user_team_ids(request.user, POLICY_EDITORS)),
+        },
     )
 
 
@@ -152,7 +163,15 @@ def decide(request: HttpRequest, request_id: int) -> HttpResponse:
         raise PermissionDenied(_reason_display(approval, request.user, decisions)) from None
     except ApplicationError as exc:
         raise_for_http(exc)
-        messages.error(request, exc.message)
+        if exc.code == "evaluation_gate_failed":
+            reason = approval_gate_verdict(request=approval)
+            messages.error(
+                request,
+                _("Not approved: the evaluation gate has not passed. %(reason)s")
+                % {"reason": reason.reason if reason is not None else ""},
+            )
+        else:
+            messages.error(request, exc.message)
         return redirect(back)
     approval.refresh_from_db()
     summary = {"summary": approval.summary}

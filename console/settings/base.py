@@ -300,6 +300,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "workers.registry.mlflow_catch_up",
         "schedule": timedelta(minutes=5),
     },
+    "evaluation-catch-up": {"task": "workers.evaluation.catch_up", "schedule": timedelta(minutes=1)},
     "audit-verify-chain": {
         "task": "workers.audit.verify_chain",
         "schedule": timedelta(minutes=env.int("ATALAYA_AUDIT_VERIFY_MINUTES", default=60)),
@@ -446,3 +447,7 @@ READYZ_TIMEOUT_SECONDS = env.float("ATALAYA_READYZ_TIMEOUT_SECONDS", default=2.0
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # scrapers send Authorization: Bearer <token>
 METRICS_ALLOW_PRIVATE_NETWORKS = env.bool("METRICS_ALLOW_PRIVATE_NETWORKS", default=True)
 METRICS_STATE_CACHE_SECONDS = env.int("METRICS_STATE_CACHE_SECONDS", default=10)
+
+# Evaluation runs (apps.evaluation.runs): the catalog prompt (in the run's team) whose `production` version
+# judges answers against a case's rubric.
+EVALUATION_JUDGE_PROMPT = env.str("ATALAYA_EVALUATION_JUDGE_PROMPT", default="atalaya-judge")

@@ -33,6 +33,7 @@ _TONES = {
     "running": "info",
     "deploying": "info",
     "succeeded": "success",
+    "completed": "success",
     "live": "success",
     "promoted": "success",
     "failed": "danger",
