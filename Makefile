@@ -69,6 +69,7 @@ bench: install
 	$(PY) bench/dashboards.py
 	$(PY) bench/jobs.py
 	$(PY) bench/annotate.py
+	$(PY) bench/sdk.py
 
 bench-load: install
 	$(PY) bench/load.py

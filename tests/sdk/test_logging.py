@@ -140,7 +140,9 @@ def test_a_process_exiting_flushes_its_logs(console, prefix):
         client = Client(sys.argv[1], sys.argv[2], flush_interval=60)
         for i in range(1200):
             client.log(request_id="{prefix}%05d" % i, model="m", input="hello", output="hi")
-        print("logged")
+        del client  # dropped before exit: its events are still delivered
+        import gc
+        gc.collect()
         """,
     )
 

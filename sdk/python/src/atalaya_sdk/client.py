@@ -10,7 +10,6 @@ import itertools
 import os
 import secrets
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -53,12 +52,6 @@ def _settings(base_url: str | None, token: str | None) -> tuple[str, str]:
     return base_url.rstrip("/"), token
 
 
-def _close_at_exit(ref: weakref.ref[Any]) -> None:
-    client = ref()
-    if client is not None:
-        client._shipper.close(client._exit_timeout)
-
-
 class _Base:
     """What both clients share: the log queue (thread-based, so `log` is the same call in async code)."""
 
@@ -76,7 +69,8 @@ class _Base:
             transport=options.pop("log_transport", None),
         )
         self._shipper = LogShipper(self._ship_http, **options)
-        atexit.register(_close_at_exit, weakref.ref(self))
+        # The shipper, not the client: a client dropped early still has its events delivered at exit.
+        atexit.register(self._shipper.close, self._exit_timeout)
 
     def new_request_id(self) -> str:
         """A request id unique to this call (a random per-client prefix and a counter)."""
