@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import textwrap
@@ -95,6 +96,9 @@ def test_console_down_spills_to_disk_and_back_up_delivers_exactly_once(
     stats = client.log_stats
     assert stats["spilled"] == 70 and stats["pending"] == 0 and stats["dropped"] == 0
     assert sum(len(json.loads(p.read_bytes())["events"]) for p in spill.glob("*.json")) == 70
+    # Raw, unredacted texts: private to the application's user.
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in spill.glob("*.json")} == {0o600}
     assert len(console.rows_per_request_id(prefix)) == 30
 
     console.start_web()

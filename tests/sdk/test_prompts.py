@@ -205,3 +205,32 @@ def test_render_refuses_missing_and_unknown_variables_as_the_console_does(
     assert answer.status_code == 422
     assert (raised.value.missing, raised.value.unknown) == (missing, unknown)
     assert str(raised.value) in answer.json()["error"]["message"]
+
+
+EXHAUST = """
+from decimal import Decimal
+from apps.accounts.models import Team, User
+from apps.costs.models import BudgetState
+from apps.costs.services import budget_create
+budget = budget_create(
+    actor=User.objects.get(username="reviewer"), team=Team.objects.get(slug="sdk"), name="late-app daily",
+    amount=Decimal("5"), period="day", hard_limit=True, app="late-app",
+)
+BudgetState.objects.filter(budget=budget).update(exhausted=True, spend=Decimal("5.5"))
+"""
+
+
+def test_a_budget_spent_while_the_prompt_is_cached_is_raised_once_revalidated(console, make_client):
+    client = make_client(app="late-app", ttl=0.2, stale_while_revalidate=60)
+    prompt = client.prompts.get("greeting")
+    console.manage("shell", "-c", EXHAUST)
+
+    served_stale = 0
+    deadline = time.monotonic() + 60
+    with pytest.raises(BudgetExhausted) as raised:
+        while time.monotonic() < deadline:
+            assert client.prompts.get("greeting") == prompt  # meanwhile: stale, revalidated in the background
+            served_stale += 1
+            time.sleep(0.1)
+    assert raised.value.budget == "late-app daily"
+    assert served_stale > 0

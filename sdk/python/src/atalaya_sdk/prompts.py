@@ -164,7 +164,10 @@ class _CacheCore:
         if status == 304 and known is not None:
             return known
         if status == 200:
-            prompt = Prompt.from_payload(response.json())
+            try:
+                prompt = Prompt.from_payload(response.json())
+            except (ValueError, KeyError, TypeError) as exc:  # not the console's answer (a proxy's page?)
+                raise _Transient(f"unreadable answer: {exc!r}") from None
             if known is None or prompt.etag != known.etag:
                 self._disk_write(key, prompt)
             return prompt

@@ -98,7 +98,7 @@ class LogShipper:
         self._spill_bytes = 0
         self._spill_seq = 0
         if self._spill_dir is not None:
-            self._spill_dir.mkdir(parents=True, exist_ok=True)
+            self._spill_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # raw texts: private (files 0600)
             self._spill_bytes = sum(p.stat().st_size for p in self._spill_dir.glob("*.json"))
         self.stats = ShipperStats()
         self._queue: deque[dict[str, Any]] = deque()
