@@ -19,6 +19,8 @@ from atalaya_sdk import ApiError, AsyncClient, Client
 from tests.sdk.conftest import ROOT
 from tests.sdk.faultproxy import FaultProxy
 
+pytestmark = pytest.mark.integration  # a live console: gunicorn and a Celery worker
+
 MESSAGES = [{"role": "user", "content": "Hello"}]
 
 

@@ -8,6 +8,8 @@ import httpx
 import pytest
 from atalaya_sdk import BudgetExhausted, Client, ConsoleUnavailable, PromptNotFound, VariablesMismatch
 
+pytestmark = pytest.mark.integration  # a live console: gunicorn and a Celery worker
+
 
 class CountingTransport(httpx.HTTPTransport):
     """The real HTTP transport, recording each request that leaves the process and its status."""
