@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -296,7 +297,9 @@ def test_the_async_client(console, prefix):
             feedback = await client.feedback(f"{prefix}a", score=5)
             assert feedback["score"] == 5
 
-    asyncio.run(main())
+    # A thread of its own: a browser test earlier in this process may leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result(timeout=120)
     rows = console.rows_per_request_id(prefix)
     assert rows == {f"{prefix}a": 1, f"{prefix}b": 1}
     assert Path(console.db).exists()

@@ -171,6 +171,8 @@ class LogShipper:
                 self._cond.notify_all()
             if closing:
                 return
+            if len(self._queue) >= self._batch_size:
+                self._wake.set()  # more than a batch came in meanwhile: no pause
 
     def _take(self) -> list[dict[str, Any]]:
         queue = self._queue
@@ -187,8 +189,10 @@ class LogShipper:
         attempts = 1 if closing else self._max_attempts
         if self._spill_dir is not None and (probe or time.monotonic() >= self._down_until):
             self._unspill(attempts)
-        while self._queue:
+        budget = len(self._queue)  # what was logged before this cycle: then flush() waiters are answered
+        while budget > 0 and self._queue:
             batch = self._take()
+            budget -= len(batch)
             try:
                 down = time.monotonic() < self._down_until
                 if down and not probe:
