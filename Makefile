@@ -18,10 +18,10 @@ PYTEST_WORKERS ?= 2
 
 .PHONY: run test test-postgres install lint typecheck checks security unit e2e bench bench-load messages vendor-static clean
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml sdk/python/pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,train]" -c $(CONSTRAINTS)
+	$(PY) -m pip install --quiet -e ".[dev,train]" -e ./sdk/python -c $(CONSTRAINTS)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -48,7 +48,7 @@ checks: install
 # bandit over our code (config in pyproject.toml [tool.bandit]; each accepted finding is marked
 # `# nosec Bxxx # why` where it is), and pip-audit over the installed packages (it asks PyPI).
 security: install
-	$(VENV)/bin/bandit -c pyproject.toml -r apps console workers -q
+	$(VENV)/bin/bandit -c pyproject.toml -r apps console workers sdk/python/src -q
 	$(PY) scripts/pip_audit.py $(PY)
 
 unit: install
@@ -70,6 +70,7 @@ bench: install
 	$(PY) bench/jobs.py
 	$(PY) bench/annotate.py
 	$(PY) bench/evaluate.py
+	$(PY) bench/sdk.py
 
 bench-load: install
 	$(PY) bench/load.py

@@ -20,7 +20,6 @@ from apps.catalog.services import (
     prompt_version_create,
     prompt_version_submit,
 )
-from apps.catalog.templating import render_messages
 from apps.evaluation.models import GoldenSet
 from apps.workflows.services import approval_decision_record
 
@@ -333,6 +332,7 @@ def seed_evaluation_runs(*, actor: User, reviewer: User, prompt: Prompt, golden_
     from apps.evaluation.metrics import JUDGE_DEFAULT_TEMPLATE
     from apps.evaluation.providers import ModelRequest
     from apps.evaluation.runs import (
+        case_messages,
         evaluation_run_execute,
         evaluation_run_start,
         judge_request,
@@ -370,10 +370,11 @@ def seed_evaluation_runs(*, actor: User, reviewer: User, prompt: Prompt, golden_
     )
     cases = list(golden_set.versions.order_by("-number").first().cases.order_by("position"))
     rows = []
-    for version, answers in ((passing, DEMO_PASSING), (failing, DEMO_FAILING)):
+    production = prompt.versions.get(number=1)  # the baseline of both runs: its answers are recorded too
+    for version, answers in ((production, DEMO_PASSING), (passing, DEMO_PASSING), (failing, DEMO_FAILING)):
         for case in cases:
             text, latency, score = answers[case.name]
-            messages = render_messages(version.messages, dict(case.variables), expected=version.variables)
+            messages = case_messages(version, case)
             call = ModelRequest(model=version.model, messages=messages, parameters=dict(version.parameters))
             rows.append(_recording_row(call, text, latency))
             if case.rubric and score is not None:

@@ -55,8 +55,8 @@ _EPSILON = 1e-9  # 27/30 is 0.9 whatever float rounding says
 
 # Where each gate metric is in a summary, and what a run lacking it is missing.
 _MISSING = {
-    "pass_rate": "the run has no cases",
-    "pass_rate_lower": "the run has no cases",
+    "pass_rate": "the run has no cases",  # nosec B105 # a message keyed by a metric name, not a password
+    "pass_rate_lower": "the run has no cases",  # nosec B105 # idem
     "error_rate": "the run has no cases",
     "exact_match_rate": "no case has a reference answer",
     "rouge_l_mean": "no case has a reference answer",

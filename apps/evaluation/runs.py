@@ -561,10 +561,19 @@ def _score(pending: _Pending, run: EvaluationRun, book: PriceBook, at: Any) -> C
     return result
 
 
+def case_messages(version: PromptVersion, case: GoldenCase) -> list[dict[str, str]]:
+    """A case rendered by a version. A golden set outlives the versions it tests, so a case may carry
+    variables an older version does not use: those are left out. A variable the version needs and the case
+    lacks is still an error (VariablesMismatch)."""
+    expected = list(version.variables)
+    variables = {name: value for name, value in case.variables.items() if name in expected}
+    return render_messages(version.messages, variables, expected=expected)
+
+
 def _render(run: EvaluationRun, case: GoldenCase) -> _Pending:
     version = run.prompt_version
     try:
-        rendered = render_messages(version.messages, dict(case.variables), expected=list(version.variables))
+        rendered = case_messages(version, case)
     except (VariablesMismatch, TemplateProblem) as exc:
         return _Pending(case=case, rendered=[], request=None, error=f"render: {exc}")
     request = providers.ModelRequest(model=run.model, messages=rendered, parameters=dict(run.parameters))

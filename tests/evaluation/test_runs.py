@@ -223,23 +223,30 @@ def test_failed_checks_are_listed_per_case(scene):
     assert run.summary["failed"] == 1
 
 
-def test_a_render_error_is_an_error_on_that_case(scene, world):
+def test_a_render_error_is_an_error_on_that_case_and_variables_the_version_does_not_use_are_left_out(
+    scene, world
+):
     version = scene.golden_set.versions.get()
-    golden_case_add(
-        actor=world.eng,
-        golden_set=scene.golden_set,
-        case={
-            "name": "unknown variable",
-            "variables": {"company": "Acme", "question": "Hi", "mood": "x"},
-            "must_contain": ["Hi"],
+    cases = [
+        # a variable the version needs and the case lacks: an error on that case
+        {"name": "missing variable", "variables": {"company": "Acme"}, "must_contain": ["Hi"]},
+        # a variable of a later version that this one does not use: left out, the case renders
+        {
+            "name": "extra variable",
+            "variables": {"company": "Acme", "question": "Hello", "mood": "x"},
+            "must_contain": ["Hello"],
         },
-        base_version=version.number,
-    )
+    ]
+    for number, case in enumerate(cases, start=version.number):
+        golden_case_add(actor=world.eng, golden_set=scene.golden_set, case=case, base_version=number)
     record(scene.world, scene.candidate, GOOD)
     run = evaluation_run_execute(run_id=start(scene).pk)
 
-    broken = results(run)["unknown variable"]
-    assert broken.error.startswith("render: unknown variable: mood")
+    by_name = results(run)
+    assert by_name["missing variable"].error == "render: missing variable: question"
+    assert by_name["extra variable"].error == ""
+    assert by_name["extra variable"].passed
+    assert "mood" not in str(by_name["extra variable"].rendered)
     assert run.status == RunStatus.COMPLETED and run.summary["errors"] == 1
 
 
