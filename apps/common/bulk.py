@@ -7,7 +7,9 @@ one prepared statement is executed for every row. They run inside the caller's t
 model signals.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 
@@ -15,6 +17,45 @@ from django.db import DEFAULT_DB_ALIAS, connections, models
 def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
     by_name = {f.name: f for f in model._meta.concrete_fields}
     return [by_name[n] for n in names]
+
+
+# Fields whose `get_db_prep_save` gives back a value of the right plain type unchanged (text as text, a
+# whole number as itself): for those, passing such a value straight through is what the ORM would send.
+_PASS_THROUGH = {
+    "CharField": (str,),
+    "TextField": (str,),
+    "SlugField": (str,),
+    "BooleanField": (bool,),
+    "IntegerField": (int,),
+    "SmallIntegerField": (int,),
+    "BigIntegerField": (int,),
+    "PositiveIntegerField": (int,),
+    "PositiveSmallIntegerField": (int,),
+    "PositiveBigIntegerField": (int,),
+    "FloatField": (float, int),
+}
+
+
+def _converter(field: models.Field, connection: Any) -> Callable[[Any], Any]:
+    convert = partial(field.get_db_prep_save, connection=connection)
+    kind = field.get_internal_type()
+    if kind == "ForeignKey":
+        kind = field.target_field.get_internal_type()  # type: ignore[attr-defined]
+    if kind == "JSONField":  # most rows hold the same empty {} or []: convert those once
+        empties: dict[type, Any] = {}
+
+        def json_value(value: Any) -> Any:
+            if type(value) in (dict, list) and not value:
+                if type(value) not in empties:
+                    empties[type(value)] = convert(value)
+                return empties[type(value)]
+            return convert(value)
+
+        return json_value
+    plain = _PASS_THROUGH.get(kind)
+    if plain is None:
+        return convert
+    return lambda value: value if value is None or type(value) in plain else convert(value)
 
 
 def bulk_insert_values(model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence]) -> None:
@@ -30,9 +71,8 @@ def bulk_insert_values(model: type[models.Model], names: Sequence[str], rows: Se
         ", ".join(quote(f.column or f.attname) for f in fields),
         ", ".join(["%s"] * len(fields)),
     )
-    params = [
-        [f.get_db_prep_save(value, connection) for f, value in zip(fields, row, strict=True)] for row in rows
-    ]
+    converters = [_converter(f, connection) for f in fields]
+    params = [[convert(value) for convert, value in zip(converters, row, strict=True)] for row in rows]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
 

@@ -7,10 +7,10 @@ default, with no key set, one is derived from DJANGO_SECRET_KEY.
 
 import base64
 import hashlib
-import json
 from functools import cache
 from typing import Any
 
+import msgspec
 from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 
@@ -25,13 +25,13 @@ def _fernet() -> MultiFernet:
 
 
 def seal(payload: dict[str, Any]) -> bytes:
-    return _fernet().encrypt(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    return _fernet().encrypt(msgspec.json.encode(payload))  # compact UTF-8 JSON, several times json's speed
 
 
 def unseal(token: bytes | memoryview | None) -> dict[str, Any]:
     if token is None:
         raise ValueError("nothing staged")
-    return json.loads(_fernet().decrypt(bytes(token)))
+    return msgspec.json.decode(_fernet().decrypt(bytes(token)))
 
 
 @cache
