@@ -3,6 +3,7 @@ from django.core.management import call_command
 from apps.accounts.models import ApiToken, Membership, User
 from apps.audit.services import audit_chain_verify
 from apps.catalog.models import PromptLabel, VersionStatus
+from apps.evaluation.gates import gate_verdict
 from apps.evaluation.models import EvaluationRun, GoldenSet
 from apps.feedback.models import AnnotationQueue, EndUserFeedback
 from apps.logs.models import EventState, LogEvent
@@ -25,7 +26,7 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
 
     production = PromptLabel.objects.get(prompt__name="support-reply", name="production")
     assert production.version.number == 1 and production.version.status == VersionStatus.APPROVED
-    assert ApprovalRequest.objects.filter(status="open").count() == 1  # v2 waits for governance
+    assert ApprovalRequest.objects.filter(status="open").count() == 2  # v2 and v3 wait for governance
     assert LogEvent.objects.filter(state=EventState.STORED).count() == 240
     assert not any("@example.com" in (e.input[1]["content"]) for e in LogEvent.objects.all())
     champion = AdapterAlias.objects.get(adapter__name="support-tone", name="champion")
@@ -55,6 +56,14 @@ def test_seed_demo_builds_the_demo_organisation_once(db, capsys):
     assert runs[2].summary["metrics"]["judge_score"]["mean"] == 5.0
     assert runs[3].summary["passed"] == 2 and runs[3].summary["errors"] == 0
     assert runs[2].judge_prompt_version.prompt.name == "atalaya-judge"
+    # support's policy requires the gate: v2 (in review) passes it, v3 (in review too) is refused
+    verdicts = {
+        n: gate_verdict(subject_kind="prompt_version", subject=runs[n].prompt_version, team=golden.team)
+        for n in (2, 3)
+    }
+    assert verdicts[2].passed and not verdicts[3].passed
+    assert "pass rate 0.25 is below the required minimum of 0.9" in verdicts[3].reason
+    assert runs[3].prompt_version.status == "in_review"
     assert audit_chain_verify().ok
 
     call_command("seed_demo")

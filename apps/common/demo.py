@@ -163,6 +163,7 @@ def demo_seed(*, password: str) -> DemoResult:
         _demo_feedback(users)
         golden = seed_golden_sets(actor=eng, prompt=greeting)
         seed_evaluation_runs(actor=eng, reviewer=gov, prompt=greeting, golden_set=golden)
+        _demo_gate(eng=eng, gov=gov, prompt=greeting)
 
         _, result.token = token_create(
             actor=eng,
@@ -394,6 +395,25 @@ def seed_evaluation_runs(*, actor: User, reviewer: User, prompt: Prompt, golden_
         if run.baseline_run_id:
             evaluation_run_execute(run_id=run.baseline_run_id)
         evaluation_run_execute(run_id=run.pk)
+
+
+def _demo_gate(*, eng: User, gov: User, prompt: Prompt) -> None:
+    """support's prompt versions need a passing evaluation: every case but one in ten, and no worse than
+    production by more than 0.1. The draft v3, whose replay run fails, goes to review too, so `gov` sees
+    the gate refuse it (and v2, whose run passed, approvable)."""
+    from apps.workflows.models import SubjectKind
+    from apps.workflows.services import approval_policy_set
+
+    approval_policy_set(
+        actor=gov,
+        subject_kind=SubjectKind.PROMPT_VERSION,
+        team=prompt.team,
+        approvals_required=1,
+        approver_role=Role.GOVERNANCE,
+        requires_evaluation=True,
+        evaluation_thresholds={"pass_rate": {"min": 0.9}, "max_regression": 0.1},
+    )
+    prompt_version_submit(actor=eng, version=prompt.versions.get(number=3))
 
 
 def _recording_row(call: Any, text: str, latency_ms: int) -> dict[str, Any]:
