@@ -40,7 +40,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from apps.logs.schemas import LogEventIn, texts_too_large
+from apps.logs.schemas import METADATA_MAX_DEPTH, LogEventIn, metadata_too_deep, texts_too_large
 
 Encoding = Literal["protobuf", "json"]
 PROTOBUF = "application/x-protobuf"
@@ -347,6 +347,8 @@ def event_from_span(span: Span, *, resource: dict[str, Any], scope: dict[str, st
         raise SpanRejected(_field_message(str(exc))) from None
     if texts_too_large(event):
         raise SpanRejected("a prompt, completion or error text is over 1 MB")
+    if metadata_too_deep(event.metadata):
+        raise SpanRejected(f"attributes nest more than {METADATA_MAX_DEPTH} levels deep")
     return event
 
 
@@ -417,7 +419,7 @@ def _loads(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to be messages: kept as text
             return value
     return value
 

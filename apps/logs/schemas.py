@@ -28,7 +28,7 @@ class LogEventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ended_at: datetime | None = None
     app: Name = ""
     prompt: Name = ""
-    prompt_version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    prompt_version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)] | None = None
     output: Text | None = None
     tokens_in: Count | None = None
     tokens_out: Count | None = None
@@ -51,6 +51,11 @@ class BatchError(ValueError):
     pass
 
 
+# Metadata deeper than this is refused: nobody needs it, and deep nesting makes every JSON encoder and
+# decoder on the way (ours, the database's, BigQuery's) recurse.
+METADATA_MAX_DEPTH = 32
+
+
 def batch_decode(body: bytes) -> list[msgspec.Raw]:
     try:
         return _decoder.decode(body).events
@@ -58,6 +63,25 @@ def batch_decode(body: bytes) -> list[msgspec.Raw]:
         raise BatchError(f'The body must be {{"events": [...]}}: {exc}') from None
     except msgspec.DecodeError as exc:
         raise BatchError(f"Malformed JSON: {exc}") from None
+    except RecursionError:
+        raise BatchError("Malformed JSON: nested too deeply.") from None
+
+
+def metadata_too_deep(value: Any, limit: int = METADATA_MAX_DEPTH) -> bool:
+    """Whether objects and arrays nest more than `limit` levels (walked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _without_nul(value: Any) -> Any:
@@ -73,9 +97,14 @@ def _without_nul(value: Any) -> Any:
 def event_decode(raw: msgspec.Raw) -> LogEventIn:
     """Raises msgspec.ValidationError naming the field at fault. A NUL character (JSON `\\u0000`), which
     PostgreSQL cannot store in text or JSON, becomes U+FFFD, as over OTLP."""
-    if b"\\u0000" in bytes(raw):
-        raw = msgspec.Raw(msgspec.json.encode(_without_nul(msgspec.json.decode(raw))))
-    event = _event_decoder.decode(raw)
+    try:
+        event = _event_decoder.decode(raw)
+    except RecursionError:
+        raise msgspec.ValidationError(f"metadata nests more than {METADATA_MAX_DEPTH} levels deep") from None
+    if metadata_too_deep(event.metadata):
+        raise msgspec.ValidationError(f"metadata nests more than {METADATA_MAX_DEPTH} levels deep")
+    if b"\\u0000" in bytes(raw):  # depth is bounded now, so the walk below is too
+        event = _event_decoder.decode(msgspec.json.encode(_without_nul(msgspec.json.decode(raw))))
     if event.started_at.tzinfo is None or (event.ended_at is not None and event.ended_at.tzinfo is None):
         raise msgspec.ValidationError("Timestamps need a time zone (e.g. 2026-11-21T10:00:00Z)")
     if event.ended_at is not None and event.ended_at < event.started_at:

@@ -153,3 +153,31 @@ def test_nul_characters_become_replacement_characters_so_postgresql_can_store_th
     assert stored.output == "out\ufffdput"
     assert stored.metadata == {"k\ufffd": ["v\ufffd"]}
     assert LogEvent.objects.get(request_id="plain").output == "a \\u0000 written out is kept"
+
+
+def test_deeply_nested_metadata_is_rejected_alone_never_a_500(writer):
+    deep: dict = {}
+    node = deep
+    for _ in range(40):
+        node["a"] = {}
+        node = node["a"]
+    response = post(
+        writer,
+        [event("ok"), event("deep", metadata=deep), event("nul-deep", metadata={"x": deep, "n": "\u0000"})],
+    )
+    assert response.status_code == 202, response.content
+    result = response.json()
+    assert (result["accepted"], result["rejected"]) == (1, 2)
+    assert all("metadata nests more than 32 levels deep" in e["message"] for e in result["errors"])
+    assert list(LogEvent.objects.values_list("request_id", flat=True)) == ["ok"]
+    # nested beyond what the JSON decoder walks: the body is malformed, 400 (it was a 500)
+    very_deep = b'{"events": [{"request_id": "x", "metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    response = writer.post(URL, data=very_deep, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "Malformed JSON: nested too deeply."
+
+
+def test_a_prompt_version_beyond_the_database_integer_is_rejected(writer):
+    response = post(writer, [event("big", prompt="greeting", prompt_version=2**31)])
+    assert response.json()["rejected"] == 1
+    assert "<= 2147483647" in response.json()["errors"][0]["message"]

@@ -192,6 +192,8 @@ def test_spans_that_name_no_model_are_ignored():
         ({"atalaya.prompt.version": "v3"}, "atalaya.prompt.version is not a whole number: 'v3'"),
         ({"atalaya.prompt.version": 0}, "atalaya.prompt.version"),
         ({"gen_ai.output.messages": "x" * (1024 * 1024 + 1)}, "over 1 MB"),
+        # beyond the database's integer
+        ({"atalaya.prompt.version": "99999999999"}, "atalaya.prompt.version"),
     ],
 )
 def test_a_span_with_invalid_values_is_rejected_alone(attributes, reason):
@@ -297,3 +299,9 @@ def test_nul_characters_become_replacement_characters():
     event = only_event(export)
     assert (event.model, event.error) == ("gemini\ufffd", "bad\ufffd")
     assert event.metadata["attributes"]["note\ufffd"] == "a\ufffdb"
+
+
+def test_messages_nested_too_deeply_to_parse_are_kept_as_text_never_a_500():
+    deep = "[" * 100_000 + "]" * 100_000
+    event = only_event(one_chat(GENAI | {"gen_ai.input.messages": deep}))
+    assert deep in str(event.metadata) or any(deep in m.content for m in event.input)
