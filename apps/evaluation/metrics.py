@@ -61,6 +61,14 @@ CHECK_METRICS = (
     "tokens_ok",
 )
 SCORE_METRICS = ("rouge_l", "chrf", "bleu", "embedding_similarity", "judge_score")
+# The range each score can take: a t interval on few cases reaches past it, so it is clipped to it.
+SCORE_RANGE: dict[str, tuple[float, float]] = {
+    "rouge_l": (0.0, 1.0),
+    "chrf": (0.0, 1.0),
+    "bleu": (0.0, 1.0),
+    "exact_match": (0.0, 1.0),
+    "embedding_similarity": (-1.0, 1.0),
+}
 
 
 class ExpectationError(ValueError):
@@ -604,6 +612,9 @@ def aggregate(case_rows: Iterable[CaseRow]) -> dict[str, Any]:
         n = len(values)
         mean = math.fsum(values) / n
         ci = wilson_interval(round(sum(values)), n) if name in checks else mean_interval(values)
+        low, high = JUDGE_SCALE if name == "judge_score" else SCORE_RANGE.get(name, (-math.inf, math.inf))
+        if ci is not None:
+            ci = (max(ci[0], low), min(ci[1], high))
         metrics[name] = {"n": n, "mean": mean, "ci": list(ci) if ci else None}
 
     pass_ci = wilson_interval(passed, cases)

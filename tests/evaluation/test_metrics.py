@@ -512,3 +512,15 @@ def test_scoring_a_thousand_cases_with_every_deterministic_metric_is_fast():
     elapsed = time.perf_counter() - started
     assert summary["passed"] == 1000
     assert elapsed < 30  # measured about 1 s here; a generous bound for a shared two-core machine
+
+
+def test_score_intervals_stay_within_the_range_the_score_can_take():
+    # three BLEU scores 0.1, 0.2, 0.9: mean 0.4, s = 0.43589, t(2) = 4.303, half 1.0829 → [-0.68, 1.48] unclipped
+    rows = [
+        {"passed": True, "metrics": {"bleu": value, "judge_score": judge}}
+        for value, judge in ((0.1, 1), (0.2, 1), (0.9, 5))
+    ]
+    metrics = aggregate(rows)["metrics"]
+    assert metrics["bleu"]["mean"] == pytest.approx(0.4)
+    assert metrics["bleu"]["ci"] == [0.0, 1.0]
+    assert metrics["judge_score"]["ci"] == [1, 5]
