@@ -62,6 +62,15 @@ def main() -> None:
         page.goto(f"{args.base}/reviews/")
         page.get_by_role("link", name="support/support-reply v2").click()
         page.screenshot(path=out / "review.png", full_page=True)
+        # The evaluation gate: v3's replay run failed, so its review page shows why and Approve is disabled.
+        page.goto(f"{args.base}/reviews/")
+        page.get_by_role("link", name="support/support-reply v3").click()
+        page.screenshot(path=out / "gate.png", full_page=True)
+        page.get_by_role("link", name="Run #", exact=False).first.click()
+        page.screenshot(path=out / "run.png", full_page=True)
+        page.goto(f"{args.base}/golden-sets/")
+        page.get_by_role("link", name="support-reply-basics").first.click()
+        page.screenshot(path=out / "golden-set.png", full_page=True)
         page.goto(f"{args.base}/audit/")
         page.screenshot(path=out / "audit.png")
 
