@@ -3,6 +3,7 @@ revalidate, last known good (memory and disk), budgets, and rendering like the c
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -163,6 +164,18 @@ def test_with_the_console_down_callers_get_the_last_known_good_at_once_and_one_r
     assert transport.most_in_flight == 1
     gaps = [b - a for a, b in zip(transport.started, transport.started[1:], strict=False)]
     assert all(gap >= 1.0 + 0.3 - 0.05 for gap in gaps)
+
+
+def test_concurrent_first_gets_send_one_request(make_client):
+    transport = SlowTransport()
+    transport.delay = 0.5
+    client = make_client(ttl=60, transport=transport)
+
+    with ThreadPoolExecutor(8) as pool:
+        prompts = list(pool.map(lambda _: client.prompts.get("greeting"), range(8)))
+
+    assert len(transport.started) == 1
+    assert all(p is prompts[0] for p in prompts) and prompts[0].version == 1
 
 
 def test_a_cold_start_with_the_console_down_is_served_from_the_disk_cache(console, make_client, tmp_path):
