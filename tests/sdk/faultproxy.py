@@ -7,6 +7,7 @@ Each `POST /api/v1/logs/batch` takes the next fault from the script (then passes
 - "500": an error answer without forwarding;
 - "429": `429 rate_limited` with `Retry-After: 1`, without forwarding;
 - "pass": forwarded.
+A batch whose body contains `poison` (a request id, say) is always answered 500, whatever the script.
 Every other request is forwarded untouched. The proxy records what it did, with timestamps.
 """
 
@@ -22,9 +23,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", 
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, faults: list[str]):
+    def __init__(self, upstream_port: int, faults: list[str], poison: str | None = None):
         self.upstream_port = upstream_port
         self.faults = list(faults)
+        self.poison = poison.encode() if poison else None
         self.events: list[tuple[float, str, int]] = []  # (time, action, upstream status or 0)
         self.lock = threading.Lock()
         proxy = self
@@ -48,6 +50,8 @@ class FaultProxy:
                 if self.command == "POST" and self.path.startswith("/api/v1/logs/batch"):
                     with proxy.lock:
                         action = proxy.faults.pop(0) if proxy.faults else "pass"
+                    if proxy.poison is not None and proxy.poison in body:
+                        action = "500"
                 if action == "drop_before":
                     proxy.record(action, 0)
                     self._drop()

@@ -213,6 +213,70 @@ def test_retries_through_dropped_connections_500s_and_429s_never_duplicate(conso
     assert after - at_429 >= 0.95
 
 
+def test_an_event_that_cannot_be_encoded_or_that_the_console_refuses_is_dropped_alone(
+    console, make_client, prefix
+):
+    client = make_client(batch_size=500, flush_interval=60)
+    log_many(client, prefix, 20)
+    circular: dict = {}
+    circular["self"] = circular
+    client.log(request_id=f"{prefix}nan", model="m", input="x", metadata={"score": float("nan")})
+    client.log(request_id=f"{prefix}tuple", model="m", input="x", metadata={("a", "b"): 1})
+    client.log(request_id=f"{prefix}cycle", model="m", input="x", metadata=circular)
+    # Encodable, but the console cannot parse a lone surrogate: it refuses the whole batch with 400.
+    client.log(request_id=f"{prefix}surrogate", model="m", input="x", output="bad \ud800 text")
+    log_many(client, prefix, 20, start=20)
+
+    assert client.flush(timeout=60)
+
+    stats = client.log_stats
+    assert stats["accepted"] == 40
+    assert stats["invalid"] == 3  # never sent
+    assert stats["rejected"] == 1  # the console refused it, alone
+    assert stats["dropped"] == 0
+    rows = console.rows_per_request_id(prefix)
+    assert set(rows) == {f"{prefix}{i:05d}" for i in range(40)}
+
+
+def test_a_spilled_batch_the_console_keeps_refusing_is_set_aside_and_does_not_hold_back_the_rest(
+    console, make_client, prefix, tmp_path
+):
+    spill = tmp_path / "spill"
+    poison = f"{prefix}poison"
+    with FaultProxy(console.port, [], poison=poison) as proxy:
+        client = make_client(
+            url=proxy.url, spill_dir=spill, max_attempts=1, backoff_max=2, max_spill_attempts=3
+        )
+        client.log(request_id=poison, model="m", input="x")
+        log_many(client, prefix, 4)
+        assert not client.flush(timeout=30)  # answered 500: spilled, and the circuit opens
+        assert client.log_stats["spilled"] == 5
+
+        # Logged while the circuit is open: spilled behind the refused batch, then delivered without
+        # anyone calling flush(), while the refused batch keeps failing.
+        log_many(client, prefix, 30, start=10)
+        console.wait_stored(prefix, 30, timeout=30)
+
+        deadline = time.monotonic() + 30
+        while client.log_stats["set_aside"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log_many(client, prefix, 10, start=100)
+        assert client.flush(timeout=30)  # nothing left: the refused batch is set aside
+
+    stats = client.log_stats
+    assert stats["set_aside"] == 5 and stats["dropped"] == 0
+    assert stats["accepted"] == 40
+    (bad,) = spill.glob("*.bad")
+    assert bad.name.endswith(".f3.bad")
+    assert {e["request_id"] for e in json.loads(bad.read_bytes())["events"]} == {poison} | {
+        f"{prefix}{i:05d}" for i in range(4)
+    }
+    refused = [action for _, action, _ in proxy.events if action == "500"]
+    assert len(refused) == 1 + 3  # the first send, then three tries from the spill folder
+    rows = console.rows_per_request_id(prefix)
+    assert len(rows) == 40 and poison not in rows
+
+
 def test_trace_times_the_call_and_logs_errors_as_such(console, make_client, prefix):
     client = make_client()
     prompt = client.prompts.get("greeting")

@@ -3,6 +3,7 @@ revalidate, last known good (memory and disk), budgets, and rendering like the c
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -97,6 +98,84 @@ def test_console_stopped_serves_the_last_known_good_version(console, make_client
         time.sleep(0.15)
     with pytest.raises(ConsoleUnavailable):
         client.prompts.get("never-fetched")
+
+
+class SlowTransport(httpx.HTTPTransport):
+    """The real HTTP transport after `delay` seconds (a console that is slow to fail, as behind a load
+    balancer that waits for it), recording when each request started and how many were in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delay = 0.0
+        self.started: list[float] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.started.append(time.monotonic())
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(self.delay)
+            return super().handle_request(request)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_with_the_console_down_callers_get_the_last_known_good_at_once_and_one_request_retries(
+    console, make_client
+):
+    transport = SlowTransport()
+    client = make_client(ttl=0.1, stale_while_revalidate=0, retry_after_error=0.3, transport=transport)
+    prompt = client.prompts.get("greeting")
+    console.stop_web()
+    transport.delay = 1.0
+    time.sleep(0.2)
+    assert client.prompts.get("greeting") == prompt  # this caller waits: the console was not known down
+    transport.started.clear()
+    transport.most_in_flight = 0
+
+    slowest: list[float] = []
+    served: list[object] = []
+
+    def call_for(seconds: float) -> None:
+        worst = 0.0
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            started = time.monotonic()
+            served.append(client.prompts.get("greeting"))
+            worst = max(worst, time.monotonic() - started)
+            time.sleep(0.01)
+        slowest.append(worst)
+
+    threads = [threading.Thread(target=call_for, args=(3.0,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert len(slowest) == 8 and max(slowest) < 0.5  # none waited for the console (1 s to fail)
+    assert served and all(p is prompt for p in served)
+    # Retried in the background, one request at a time, each retry_after_error after the last failure.
+    assert 1 <= len(transport.started) <= 3
+    assert transport.most_in_flight == 1
+    gaps = [b - a for a, b in zip(transport.started, transport.started[1:], strict=False)]
+    assert all(gap >= 1.0 + 0.3 - 0.05 for gap in gaps)
+
+
+def test_concurrent_first_gets_send_one_request(make_client):
+    transport = SlowTransport()
+    transport.delay = 0.5
+    client = make_client(ttl=60, transport=transport)
+
+    with ThreadPoolExecutor(8) as pool:
+        prompts = list(pool.map(lambda _: client.prompts.get("greeting"), range(8)))
+
+    assert len(transport.started) == 1
+    assert all(p is prompts[0] for p in prompts) and prompts[0].version == 1
 
 
 def test_a_cold_start_with_the_console_down_is_served_from_the_disk_cache(console, make_client, tmp_path):

@@ -2,11 +2,13 @@
 
 The hot path (`get` of a fresh entry) is one dict lookup and one monotonic clock compare. Past `ttl`
 the cached version is still served at once while one background request revalidates it with its ETag
-(a 304 costs no body); past `ttl + stale_while_revalidate` the caller waits for the revalidation. When
-the console cannot be reached (or answers 5xx, or rate-limits) the last known good version is served,
-from memory or, on a cold start, from the optional disk cache. A spent hard budget (429
-`budget_exhausted`) is never hidden: `get` raises BudgetExhausted, naming the budget, until a
-revalidation says otherwise.
+(a 304 costs no body); past `ttl + stale_while_revalidate` the caller waits for the revalidation (one
+request per prompt: concurrent callers wait for its answer). When the console cannot be reached (or
+answers 5xx, or rate-limits) the last known good version is served, from memory or, on a cold start,
+from the optional disk cache, and keeps being served at once for as long as the console fails: one
+background request at a time retries, `retry_after_error` seconds after the last failed one. A spent
+hard budget (429 `budget_exhausted`) is never hidden: `get` raises BudgetExhausted, naming the budget,
+until a revalidation says otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -118,6 +121,7 @@ class _CacheCore:
         self._retry = retry_after_error
         self._entries: dict[Key, _Entry] = {}
         self._refreshing: set[Key] = set()
+        self._flights: dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
         self._dir = Path(cache_dir) if cache_dir else None
         if self._dir is not None:
@@ -187,16 +191,16 @@ class _CacheCore:
         return entry
 
     def _keep_serving(self, key: Key, entry: _Entry | None, reason: object) -> Prompt:
-        """The console failed: the last known good version (memory, then disk), retried after a pause."""
+        """The console failed: the last known good version (memory, then disk). It is fresh for
+        `retry_after_error`, then stale for as long as the console keeps failing: callers get it at
+        once while one background request (at a time) retries."""
         prompt = entry.prompt if entry is not None and entry.error is None else None
         if prompt is None:
             prompt = self._disk_read(key)
         if prompt is None:
             raise ConsoleUnavailable(f"Cannot resolve {key[0]!r} ({key[1]}): {reason}")
         logger.warning("atalaya: serving %s v%s (last known good): %s", prompt.name, prompt.version, reason)
-        now = time.monotonic()
-        stale_until = entry.stale_until if entry is not None else now
-        self._entries[key] = _Entry(prompt, now + self._retry, max(stale_until, now + self._retry))
+        self._entries[key] = _Entry(prompt, time.monotonic() + self._retry, math.inf)
         return prompt
 
     def _known(self, key: Key, entry: _Entry | None) -> Prompt | None:
@@ -214,6 +218,11 @@ class _CacheCore:
     def _release_refresh(self, key: Key) -> None:
         with self._lock:
             self._refreshing.discard(key)
+
+    def _flight(self, key: Key) -> threading.Lock:
+        """The lock a caller holds while it waits for the console: one blocking request per prompt."""
+        with self._lock:
+            return self._flights.setdefault(key, threading.Lock())
 
     def invalidate(self, name: str | None = None) -> None:
         """Forget cached versions (of one prompt, or all) in memory; the next get asks the console."""
@@ -237,15 +246,17 @@ class Prompts(_CacheCore):
 
     def _get_slow(self, key: Key, entry: _Entry | None) -> Prompt:
         now = time.monotonic()
-        if entry is not None and entry.error is not None:
-            if entry.fresh_until > now:
-                raise entry.error
-            return self._revalidate(key, entry)
-        if entry is not None and entry.stale_until > now:
+        if entry is not None and entry.error is not None and entry.fresh_until > now:
+            raise entry.error
+        if entry is not None and entry.error is None and entry.stale_until > now:
             if self._claim_refresh(key):
                 threading.Thread(target=self._background, args=(key, entry), daemon=True).start()
             return entry.prompt  # type: ignore[return-value]
-        return self._revalidate(key, entry)
+        with self._flight(key):  # single flight: the others wait for this request's answer
+            current = self._entries.get(key)
+            if current is not entry and current is not None:
+                return self.get(*key)  # answered while this caller waited
+            return self._revalidate(key, entry)
 
     def _background(self, key: Key, entry: _Entry) -> None:
         try:
