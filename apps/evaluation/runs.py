@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -954,13 +955,14 @@ def user_can_start_runs(*, user: User, team_id: int) -> bool:
     return user_has_role(user, team_id, RUN_STARTERS)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RegressionRow:
+    """A case's result in the candidate and in the baseline; the word diff of their outputs is computed when
+    first shown (the regression page shows one page of rows)."""
+
     case: GoldenCase
     candidate: CaseResult | None
     baseline: CaseResult | None
-    candidate_html: SafeString
-    baseline_html: SafeString
 
     @property
     def kind(self) -> str:
@@ -973,24 +975,33 @@ class RegressionRow:
             return "improved"
         return "changed" if self.candidate.output != self.baseline.output else "same"
 
+    @cached_property
+    def _diff(self) -> tuple[SafeString, SafeString]:
+        return _word_diff(
+            self.baseline.output if self.baseline else "", self.candidate.output if self.candidate else ""
+        )
+
+    @property
+    def baseline_html(self) -> SafeString:
+        return self._diff[0]
+
+    @property
+    def candidate_html(self) -> SafeString:
+        return self._diff[1]
+
 
 def evaluation_run_regression(*, run: EvaluationRun) -> list[RegressionRow]:
-    """The candidate's result beside the baseline run's for every case, outputs word-diffed (baseline on the
-    left), regressions first."""
+    """The candidate's result beside the baseline run's for every case, regressions first; each row word-diffs
+    the outputs (baseline on the left) only when shown."""
     candidate = {r.case_id: r for r in CaseResult.objects.filter(run=run)}
     baseline = (
         {r.case_id: r for r in CaseResult.objects.filter(run_id=run.baseline_run_id)}
         if run.baseline_run_id
         else {}
     )
-    rows = []
-    for case in run.golden_set_version.cases.order_by("position"):
-        mine, theirs = candidate.get(case.pk), baseline.get(case.pk)
-        left, right = _word_diff(theirs.output if theirs else "", mine.output if mine else "")
-        rows.append(
-            RegressionRow(
-                case=case, candidate=mine, baseline=theirs, candidate_html=right, baseline_html=left
-            )
-        )
+    rows = [
+        RegressionRow(case=case, candidate=candidate.get(case.pk), baseline=baseline.get(case.pk))
+        for case in run.golden_set_version.cases.order_by("position")
+    ]
     order = {"regressed": 0, "improved": 1, "changed": 2, "same": 3}
     return sorted(rows, key=lambda row: (order[row.kind], row.case.position))
