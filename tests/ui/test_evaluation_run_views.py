@@ -230,6 +230,11 @@ def test_a_run_with_its_own_model_says_it_does_not_count_for_the_gate(scene, run
     assert "Model or parameters differ from the version: this run does not count for the gate." in page
     plain = client.get(reverse("evaluation_runs:run", args=[run.pk])).content.decode()
     assert 'id="gate-note"' not in plain
+    prompt = scene.candidate.prompt
+    form = client.get(
+        reverse("catalog:version", args=[prompt.team.slug, prompt.name, scene.candidate.number])
+    ).content.decode()
+    assert "A run on another model does not count for the gate." in form
 
     client.cookies["django_language"] = "es"
     spanish = client.get(
