@@ -23,7 +23,8 @@ def run_evaluation(run_id: int) -> str:
 
 @shared_task(name="workers.evaluation.catch_up")
 def catch_up() -> int:
-    """Beat: queue again the runs whose task was lost (queued a minute ago, or running and silent)."""
+    """Beat: queue again the runs whose task was lost (queued five minutes ago, or running with an expired
+    lease)."""
     stalled = evaluation_runs_stalled()
     send_safely(lambda: [run_evaluation.delay(pk) for pk in stalled], "evaluation runs")
     return len(stalled)

@@ -22,6 +22,17 @@ from apps.common.exceptions import ApplicationError, NotFound, PermissionDenied
 
 # UI helpers
 
+MAX_ID = 2**63 - 1  # the largest value a database integer column holds
+
+
+def parse_id(value: str | None) -> int | None:
+    """A positive whole number written in ASCII digits (a query string's id or version number), else None:
+    "²".isdigit() is true yet int("²") raises, and a number past MAX_ID breaks the database's lookup."""
+    if not value or not (value.isascii() and value.isdecimal()):
+        return None
+    number = int(value)
+    return number if 0 < number <= MAX_ID else None
+
 
 def raise_for_http(exc: ApplicationError) -> None:
     """A service's NotFound becomes a 404 page and its PermissionDenied a 403 page; any other

@@ -30,6 +30,7 @@ from apps.common.api import (
 )
 from apps.common.exceptions import NotFound
 from apps.common.permissions import HasScope
+from apps.common.views import parse_id
 from apps.evaluation.golden_sets import golden_sets_applicable
 from apps.evaluation.models import EvaluationProvider, EvaluationRun, GoldenSet, RunStatus
 from apps.evaluation.runs import (
@@ -56,6 +57,10 @@ class EvaluationRunOutputSerializer(serializers.Serializer):
     golden_set = serializers.CharField(source="golden_set_version.golden_set.name")
     golden_set_version = serializers.IntegerField(source="golden_set_version.number")
     subject_hash = serializers.CharField()
+    counts_for_gate = serializers.BooleanField(
+        help_text="False for a prompt run with a model or parameters of its own (or whose draft was edited since):"
+        " kept and shown, but it never decides the version's gate."
+    )
     provider = NamedChoiceField(choices=EvaluationProvider.choices, enum_name="EvaluationProvider")
     replay = serializers.BooleanField(source="is_replay", help_text="Answers replayed from recordings.")
     model = serializers.CharField()
@@ -106,15 +111,24 @@ class StartInputSerializer(StrictSerializer):
         help_text="The golden set's id or name (in the prompt's team); default: the prompt's own.",
     )
     provider = serializers.CharField(max_length=20, help_text="vertex, openai or replay.")
-    model = serializers.CharField(required=False, max_length=200, help_text="Default: the version's model.")
-    parameters = serializers.DictField(required=False, help_text="Default: the version's parameters.")
+    model = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="Default: the version's model. A run on another model never counts for the version's gate.",
+    )
+    parameters = serializers.DictField(
+        required=False,
+        help_text="Default: the version's parameters. A run with others never counts for the version's gate.",
+    )
 
 
 def _golden_set(prompt: Prompt, ref: str | None) -> GoldenSet | None:
     if not ref:
         return None
     sets = golden_sets_applicable(prompt=prompt)
-    found = sets.filter(pk=int(ref)).first() if ref.isdigit() else sets.filter(name=ref).first()
+    # An id in ASCII digits, else a name ("²" is a digit to str.isdigit, yet no number int() reads).
+    number = parse_id(ref)
+    found = sets.filter(pk=number).first() if number is not None else sets.filter(name=ref).first()
     if found is None:
         raise NotFound(f"No golden set {ref!r} for {prompt.name!r}.", code="golden_set_not_found")
     return found
@@ -170,7 +184,13 @@ class AdapterStartInputSerializer(StartInputSerializer):
         min_value=1, help_text="The id of the prompt version that renders each case."
     )
     model = serializers.CharField(
-        required=False, max_length=200, help_text="Default: `<adapter>-v<n>`, the served LoRA module's name."
+        required=False,
+        max_length=200,
+        help_text="Refused (422): an adapter run's model is always the served LoRA module's name "
+        "(EVALUATION_ADAPTER_MODEL_NAME, default `<adapter>-v<n>`).",
+    )
+    parameters = serializers.DictField(
+        required=False, help_text="Refused (422): the rendering prompt version's parameters are sent."
     )
 
 

@@ -14,7 +14,10 @@ class RunStartForm(forms.Form):
     )
     provider = forms.ChoiceField(label=_("Provider"), choices=EvaluationProvider.choices)
     model = forms.CharField(
-        label=_("Model"), required=False, max_length=200, help_text=_("Empty: the version's model.")
+        label=_("Model"),
+        required=False,
+        max_length=200,
+        help_text=_("Empty: the version's model. A run on another model does not count for the gate."),
     )
 
     def __init__(self, *args: Any, prompt: Prompt, **kwargs: Any) -> None:

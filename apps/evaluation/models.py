@@ -145,6 +145,8 @@ class EvaluationRun(BaseModel):
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Until when the worker carrying the run out holds it (renewed as it works): no other worker starts.
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -163,6 +165,20 @@ class EvaluationRun(BaseModel):
     @property
     def is_finished(self) -> bool:
         return self.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+    @property
+    def overrides_version(self) -> bool:
+        """A prompt run sent with another model or other parameters than its version's."""
+        version = self.prompt_version
+        return self.adapter_version_id is None and (
+            self.model != version.model or self.parameters != version.parameters
+        )
+
+    @property
+    def counts_for_gate(self) -> bool:
+        """Whether the run can decide the gate for what it evaluated: a prompt run only on exactly its version's
+        current content (no model or parameters of its own); an adapter run always."""
+        return self.adapter_version_id is not None or self.subject_hash == self.prompt_version.content_hash
 
 
 class CaseResult(models.Model):

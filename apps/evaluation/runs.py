@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -32,7 +33,7 @@ from apps.accounts.models import Team, User
 from apps.accounts.roles import CATALOG_READERS, Role
 from apps.accounts.selectors import user_has_role, user_team_ids
 from apps.audit.services import audit_event_record
-from apps.catalog.models import Prompt, PromptLabel, PromptVersion
+from apps.catalog.models import Prompt, PromptLabel, PromptVersion, content_hash
 from apps.catalog.selectors import _word_diff
 from apps.catalog.templating import TemplateProblem, VariablesMismatch, render_messages
 from apps.common.exceptions import NotFound, PermissionDenied, Unprocessable
@@ -61,17 +62,24 @@ PRODUCTION_LABEL = "production"
 ADAPTER_PRODUCTION_ALIASES = ("production", "champion")
 # Results are written, and the progress shown, after every batch of this many cases.
 BATCH_SIZE = 50
-# A running run not heard from for this long lost its worker: beat sends it again (it carries on).
+# A worker holds the run it carries out for LEASE_DURATION, renewing it (at most every LEASE_RENEW_EVERY) as
+# results come back; a running run whose lease expired lost its worker: beat sends it again (it carries on).
+LEASE_DURATION = timedelta(minutes=10)
+LEASE_RENEW_EVERY = timedelta(seconds=30)
+# A queued run whose task has not started after this long is sent again.
+QUEUED_RESEND_AFTER = timedelta(minutes=5)
+# A running run from before leases (none recorded) not heard from for this long lost its worker.
 STALE_AFTER = timedelta(minutes=10)
 
 
 # --- subjects --------------------------------------------------------------------------------------------
 
 
-def _prompt_subject_hash(version: PromptVersion) -> str:
-    from apps.evaluation import gates  # the lead's gate: what it matches runs on
-
-    return gates.prompt_subject_hash(version)
+def prompt_run_subject_hash(version: PromptVersion, *, model: str, parameters: dict[str, Any]) -> str:
+    """A prompt run's subject: the version's messages with the model and parameters the run sends. It equals
+    the version's content hash (what the gate matches runs on) only when the run overrides neither, so a run
+    on another model is kept and shown but never counts for the version."""
+    return content_hash(messages=version.messages, model=model, parameters=parameters)
 
 
 def _adapter_subject_hash(adapter_version: AdapterVersion) -> str:
@@ -81,8 +89,11 @@ def _adapter_subject_hash(adapter_version: AdapterVersion) -> str:
 
 
 def adapter_served_model(adapter_version: AdapterVersion) -> str:
-    """The model name an adapter version answers to on an OpenAI-compatible server (a vLLM LoRA module)."""
-    return f"{adapter_version.adapter.name}-v{adapter_version.number}"
+    """The model name an adapter version answers to on an OpenAI-compatible server (a vLLM LoRA module):
+    EVALUATION_ADAPTER_MODEL_NAME with {adapter} and {version}."""
+    return settings.EVALUATION_ADAPTER_MODEL_NAME.format(
+        adapter=adapter_version.adapter.name, version=adapter_version.number
+    )
 
 
 # --- starting a run ----------------------------------------------------------------------------------------
@@ -145,7 +156,9 @@ def _create_run(
     is_baseline: bool = False,
 ) -> EvaluationRun:
     subject_hash = (
-        _adapter_subject_hash(adapter_version) if adapter_version else _prompt_subject_hash(prompt_version)
+        _adapter_subject_hash(adapter_version)
+        if adapter_version
+        else prompt_run_subject_hash(prompt_version, model=model, parameters=parameters)
     )
     run = EvaluationRun.objects.create(
         team_id=prompt_version.prompt.team_id,
@@ -236,6 +249,23 @@ def evaluation_run_start(
     _check_provider(provider)
     if parameters is not None and not isinstance(parameters, dict):
         raise _field_error("parameters", "Parameters must be a JSON object.", "invalid_parameters")
+    if adapter_version is not None:
+        # The adapter's run is its served module answering the version's requests: nothing else to choose.
+        for field, value in (("model", model), ("parameters", parameters)):
+            if value is not None and value != "":
+                raise _field_error(
+                    field,
+                    f"An adapter run cannot set its {field}: the model is the adapter version's served name "
+                    "and the parameters are the rendering prompt version's.",
+                    "adapter_override",
+                )
+        if not prompt_version.is_frozen:
+            raise _field_error(
+                "prompt_version",
+                f"{prompt.name} v{prompt_version.number} is a draft: an adapter is evaluated through a "
+                "submitted or approved prompt version.",
+                "prompt_version_draft",
+            )
     gsv = _golden_set_version(prompt=prompt, golden_set=golden_set)
 
     def model_for(version: PromptVersion, adapter: AdapterVersion | None) -> str:
@@ -677,18 +707,43 @@ def _summary_rows(run: EvaluationRun) -> list[metrics.CaseRow]:
     ]
 
 
+CONTENT_CHANGED = "The version's content changed after the run started: start a new run."
+
+
+def _content_changed(run: EvaluationRun) -> bool:
+    """Whether a prompt run's version was edited (a draft) since the run took its subject hash: its results
+    would then be the edited content's, not what the hash names."""
+    if run.adapter_version_id is not None:
+        return False
+    version = PromptVersion.objects.only("messages").get(pk=run.prompt_version_id)
+    return prompt_run_subject_hash(version, model=run.model, parameters=run.parameters) != run.subject_hash
+
+
 def _finish(run_id: int, *, status: str, error: str = "") -> EvaluationRun:
     with transaction.atomic():
         run = EvaluationRun.objects.select_for_update().get(pk=run_id)
         if run.is_finished:
             return run
+        if status == RunStatus.COMPLETED and _content_changed(run):
+            status, error = RunStatus.FAILED, CONTENT_CHANGED
         run.status = status
         run.error = error[:5000]
         run.finished_at = timezone.now()
+        run.lease_until = None
         run.cases_done = CaseResult.objects.filter(run=run).count()
         if status == RunStatus.COMPLETED:
             run.summary = metrics.aggregate(_summary_rows(run))
-        run.save(update_fields=["status", "error", "finished_at", "cases_done", "summary", "updated_at"])
+        run.save(
+            update_fields=[
+                "status",
+                "error",
+                "finished_at",
+                "lease_until",
+                "cases_done",
+                "summary",
+                "updated_at",
+            ]
+        )
         from apps.evaluation.gates import run_outcome_record  # the gate: passed and its checks
 
         run_outcome_record(run=run)
@@ -712,19 +767,69 @@ class _ProviderDown(Exception):
         self.message = message
 
 
-def evaluation_run_execute(*, run_id: int, provider: Any = None) -> EvaluationRun | None:
-    """The worker's service: carry out a queued (or interrupted) run. Idempotent and retry-safe: cases
-    that have a result are skipped, results are written every BATCH_SIZE answers in their own transaction.
-    `provider` replaces the run's own (tests, the benchmark)."""
+class _LeaseLost(Exception):
+    """Another worker took the run over (this one was silent past its lease): stop without writing more."""
+
+
+class _Lease:
+    """This worker's hold on a run: renewed (compare-and-set on the value it last wrote) at most every
+    LEASE_RENEW_EVERY from the results' callback and after every batch."""
+
+    def __init__(self, run_id: int, until: Any):
+        self.run_id = run_id
+        self.until = until
+        self.renewed_at = timezone.now()
+
+    def renew(self, *, force: bool = False) -> None:
+        now = timezone.now()
+        if not force and now - self.renewed_at < LEASE_RENEW_EVERY:
+            return
+        until = now + LEASE_DURATION
+        held = EvaluationRun.objects.filter(
+            pk=self.run_id, status=RunStatus.RUNNING, lease_until=self.until
+        ).update(lease_until=until, updated_at=now)
+        if not held:
+            raise _LeaseLost
+        self.until, self.renewed_at = until, now
+
+
+def _take(run_id: int) -> tuple[EvaluationRun | None, _Lease | None]:
+    """Lock the run and take its lease: (the run, None) when there is nothing to do (gone, finished, or
+    another worker holds an unexpired lease)."""
     with transaction.atomic():
         run = EvaluationRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.is_finished:
-            return run
+            return run, None
+        now = timezone.now()
+        if run.status == RunStatus.RUNNING and run.lease_until is not None and run.lease_until > now:
+            return run, None  # another worker is carrying it out
         if run.status == RunStatus.QUEUED:
             run.status = RunStatus.RUNNING
-            run.started_at = timezone.now()
-            run.save(update_fields=["status", "started_at", "updated_at"])
+            run.started_at = now
+        run.lease_until = now + LEASE_DURATION
+        run.save(update_fields=["status", "started_at", "lease_until", "updated_at"])
+        return run, _Lease(run.pk, run.lease_until)
+
+
+def evaluation_run_execute(*, run_id: int, provider: Any = None) -> EvaluationRun | None:
+    """The worker's service: carry out a queued (or interrupted) run. Idempotent and retry-safe: cases
+    that have a result are skipped, results are written every BATCH_SIZE answers in their own transaction,
+    and a run whose lease another worker holds is left to it. A prompt run whose version (a draft) was edited
+    since it started fails rather than score the edited content under the old hash.
+    `provider` replaces the run's own (tests, the benchmark)."""
+    taken, lease = _take(run_id)
+    if lease is None:
+        return taken
+    if _content_changed(taken):  # type: ignore[arg-type]
+        return _finish(run_id, status=RunStatus.FAILED, error=CONTENT_CHANGED)
     run = EvaluationRun.objects.select_related("prompt_version__prompt", "golden_set_version").get(pk=run_id)
+    try:
+        return _carry_out(run, provider, lease)
+    except _LeaseLost:
+        return EvaluationRun.objects.get(pk=run_id)
+
+
+def _carry_out(run: EvaluationRun, provider: Any, lease: _Lease) -> EvaluationRun:
     done = set(CaseResult.objects.filter(run=run).values_list("case_id", flat=True))
     cases = list(run.golden_set_version.cases.order_by("position"))
     todo = [_render(run, case) for case in cases if case.pk not in done]
@@ -755,6 +860,7 @@ def evaluation_run_execute(*, run_id: int, provider: Any = None) -> EvaluationRu
             raise _ProviderDown(sent[0].error)
         state["answered"] = state["answered"] or bool(answered)
         _judge_and_embed(provider=provider, batch=batch, judge=judge, embeddings=embeddings)
+        lease.renew(force=True)
         _write_batch(run, batch, [_score(p, run, book, at) for p in batch], live=live)
         batch.clear()
 
@@ -764,6 +870,7 @@ def evaluation_run_execute(*, run_id: int, provider: Any = None) -> EvaluationRu
     sendable = [p for p in todo if p.request is not None]
 
     def on_result(outcome: Any) -> None:
+        lease.renew()
         pending = sendable[outcome.index]
         _answer(pending, outcome)
         buffer.append(pending)
@@ -780,12 +887,14 @@ def evaluation_run_execute(*, run_id: int, provider: Any = None) -> EvaluationRu
 
 
 def evaluation_runs_stalled() -> list[int]:
-    """Runs whose task was lost: queued for over a minute, or running and silent for STALE_AFTER."""
+    """Runs whose task was lost: queued for over QUEUED_RESEND_AFTER, or running with an expired lease (or,
+    from before leases, silent for STALE_AFTER)."""
     now = timezone.now()
     return list(
         EvaluationRun.objects.filter(
-            Q(status=RunStatus.QUEUED, created_at__lt=now - timedelta(minutes=1))
-            | Q(status=RunStatus.RUNNING, updated_at__lt=now - STALE_AFTER)
+            Q(status=RunStatus.QUEUED, created_at__lt=now - QUEUED_RESEND_AFTER)
+            | Q(status=RunStatus.RUNNING, lease_until__lt=now)
+            | Q(status=RunStatus.RUNNING, lease_until__isnull=True, updated_at__lt=now - STALE_AFTER)
         )
         .order_by("pk")
         .values_list("pk", flat=True)[:500]
@@ -797,6 +906,7 @@ def evaluation_runs_stalled() -> list[int]:
 
 def evaluation_run_list(*, user: User) -> QuerySet[EvaluationRun]:
     return EvaluationRun.objects.filter(team_id__in=user_team_ids(user, RUN_READERS)).select_related(
+        "team",
         "prompt_version__prompt__team",
         "golden_set_version__golden_set",
         "adapter_version__adapter",
@@ -845,13 +955,14 @@ def user_can_start_runs(*, user: User, team_id: int) -> bool:
     return user_has_role(user, team_id, RUN_STARTERS)
 
 
-@dataclass(frozen=True)
+@dataclass
 class RegressionRow:
+    """A case's result in the candidate and in the baseline; the word diff of their outputs is computed when
+    first shown (the regression page shows one page of rows)."""
+
     case: GoldenCase
     candidate: CaseResult | None
     baseline: CaseResult | None
-    candidate_html: SafeString
-    baseline_html: SafeString
 
     @property
     def kind(self) -> str:
@@ -864,24 +975,33 @@ class RegressionRow:
             return "improved"
         return "changed" if self.candidate.output != self.baseline.output else "same"
 
+    @cached_property
+    def _diff(self) -> tuple[SafeString, SafeString]:
+        return _word_diff(
+            self.baseline.output if self.baseline else "", self.candidate.output if self.candidate else ""
+        )
+
+    @property
+    def baseline_html(self) -> SafeString:
+        return self._diff[0]
+
+    @property
+    def candidate_html(self) -> SafeString:
+        return self._diff[1]
+
 
 def evaluation_run_regression(*, run: EvaluationRun) -> list[RegressionRow]:
-    """The candidate's result beside the baseline run's for every case, outputs word-diffed (baseline on the
-    left), regressions first."""
+    """The candidate's result beside the baseline run's for every case, regressions first; each row word-diffs
+    the outputs (baseline on the left) only when shown."""
     candidate = {r.case_id: r for r in CaseResult.objects.filter(run=run)}
     baseline = (
         {r.case_id: r for r in CaseResult.objects.filter(run_id=run.baseline_run_id)}
         if run.baseline_run_id
         else {}
     )
-    rows = []
-    for case in run.golden_set_version.cases.order_by("position"):
-        mine, theirs = candidate.get(case.pk), baseline.get(case.pk)
-        left, right = _word_diff(theirs.output if theirs else "", mine.output if mine else "")
-        rows.append(
-            RegressionRow(
-                case=case, candidate=mine, baseline=theirs, candidate_html=right, baseline_html=left
-            )
-        )
+    rows = [
+        RegressionRow(case=case, candidate=candidate.get(case.pk), baseline=baseline.get(case.pk))
+        for case in run.golden_set_version.cases.order_by("position")
+    ]
     order = {"regressed": 0, "improved": 1, "changed": 2, "same": 3}
     return sorted(rows, key=lambda row: (order[row.kind], row.case.position))

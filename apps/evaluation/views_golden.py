@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import BadRequest, PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -19,7 +19,7 @@ from apps.accounts.roles import CATALOG_AUTHORS, CATALOG_READERS
 from apps.accounts.selectors import team_list, user_team_ids
 from apps.catalog.models import Prompt
 from apps.common.exceptions import ApplicationError, NotFound
-from apps.common.views import paginate, raise_for_http
+from apps.common.views import paginate, parse_id, raise_for_http
 from apps.evaluation.api_golden import export_response
 from apps.evaluation.forms_golden import (
     GoldenCaseForm,
@@ -109,9 +109,9 @@ def golden_set_new(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied(_("Only engineers and administrators of a team create golden sets."))
     prompts = Prompt.objects.filter(team__in=teams).select_related("team").order_by("team__slug", "name")
     initial: dict[str, Any] = {}
-    prompt_id = request.GET.get("prompt", "")
-    if prompt_id.isdigit():
-        prompt = prompts.filter(pk=int(prompt_id)).first()
+    prompt_id = parse_id(request.GET.get("prompt"))
+    if prompt_id is not None:
+        prompt = prompts.filter(pk=prompt_id).first()
         if prompt is not None:
             initial = {"prompt": prompt, "team": prompt.team, "name": f"{prompt.name}-golden"}
     form = GoldenSetCreateForm(request.POST or None, teams=teams, prompts=prompts, initial=initial)
@@ -143,9 +143,11 @@ def golden_set_detail(request: HttpRequest, golden_set_id: int) -> HttpResponse:
     latest = _latest(golden_set)
     version = latest
     number = request.GET.get("version", "")
-    if number.isdigit():
+    if number:
+        if parse_id(number) is None:
+            raise Http404
         try:
-            version = golden_set_version_get(golden_set=golden_set, number=int(number))
+            version = golden_set_version_get(golden_set=golden_set, number=parse_id(number))
         except NotFound:
             raise Http404 from None
     context = {
@@ -270,12 +272,14 @@ def golden_case_delete(request: HttpRequest, golden_set_id: int, position: int) 
     golden_set = _golden_set(request, golden_set_id)
     _require_writer(request, golden_set)
     base = request.POST.get("base_version", "")
+    if base and parse_id(base) is None:
+        raise BadRequest("base_version must be a version number.")
     try:
         version = golden_case_remove(
             actor=request.user,
             golden_set=golden_set,
             position=position,
-            base_version=int(base) if base.isdigit() else None,
+            base_version=parse_id(base),
         )
     except ApplicationError as exc:
         raise_for_http(exc)
@@ -321,10 +325,10 @@ def golden_set_export_view(request: HttpRequest, golden_set_id: int) -> HttpResp
     if fmt not in FORMATS:
         raise Http404
     number = request.GET.get("version", "")
+    if number and parse_id(number) is None:
+        raise Http404
     try:
-        version = (
-            golden_set_version_get(golden_set=golden_set, number=int(number)) if number.isdigit() else None
-        )
+        version = golden_set_version_get(golden_set=golden_set, number=parse_id(number)) if number else None
     except NotFound:
         raise Http404 from None
     return export_response(version or _latest(golden_set), fmt)

@@ -21,6 +21,8 @@ from apps.evaluation.runs import (
     user_can_start_runs,
 )
 
+REGRESSION_PAGE_SIZE = 50
+
 
 def _run(request: HttpRequest, run_id: int) -> EvaluationRun:
     try:
@@ -60,7 +62,10 @@ def run_regression(request: HttpRequest, run_id: int) -> HttpResponse:
     counts = {
         kind: sum(1 for row in rows if row.kind == kind) for kind in ("regressed", "improved", "changed")
     }
-    return render(request, "evaluation/run_regression.html", {"run": run, "rows": rows, "counts": counts})
+    page = paginate(request, rows, per_page=REGRESSION_PAGE_SIZE)  # only this page's outputs are diffed
+    return render(
+        request, "evaluation/run_regression.html", {"run": run, "rows": page, "page": page, "counts": counts}
+    )
 
 
 @login_required

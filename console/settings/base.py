@@ -451,3 +451,5 @@ METRICS_STATE_CACHE_SECONDS = env.int("METRICS_STATE_CACHE_SECONDS", default=10)
 # Evaluation runs (apps.evaluation.runs): the catalog prompt (in the run's team) whose `production` version
 # judges answers against a case's rubric.
 EVALUATION_JUDGE_PROMPT = env.str("ATALAYA_EVALUATION_JUDGE_PROMPT", default="atalaya-judge")
+# The model name an adapter version answers to on the OpenAI-compatible server (its vLLM LoRA module).
+EVALUATION_ADAPTER_MODEL_NAME = env.str("EVALUATION_ADAPTER_MODEL_NAME", default="{adapter}-v{version}")

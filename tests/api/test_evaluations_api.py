@@ -41,6 +41,7 @@ class EvalScene:
     candidates: dict[str, PromptVersion]  # own/other: a draft v2 of greeting / ledger
     runs: dict[str, EvaluationRun]  # own/other: a completed replay run of the candidate
     adapters: dict[str, Adapter]
+    productions: dict[str, PromptVersion]  # own/other: the approved v1 on production
 
 
 def _team_side(world, team, author, reviewer, name):
@@ -55,7 +56,7 @@ def _team_side(world, team, author, reviewer, name):
     )
     adapter = adapter_create(actor=author, base_model=base, name=f"{name}-tone")
     adapter_version_register(actor=author, adapter=adapter, artifact_uri=f"gs://artifacts/{name}/1")
-    return candidate, run, adapter
+    return candidate, run, adapter, production
 
 
 def build_eval_scene(world) -> EvalScene:
@@ -72,6 +73,7 @@ def build_eval_scene(world) -> EvalScene:
             "other": EvaluationRun.objects.get(pk=other[1].pk),
         },
         adapters={"own": own[2], "other": other[2]},
+        productions={"own": own[3], "other": other[3]},
     )
 
 
@@ -131,7 +133,7 @@ ENDPOINTS = [
         "adapter_version_evaluations_create",
         "post",
         lambda s, t: f"/api/v1/adapters/{s.adapters[t].pk}/versions/1/evaluations/",
-        body=lambda s, t: {"provider": "replay", "prompt_version": s.candidates[t].pk},
+        body=lambda s, t: {"provider": "replay", "prompt_version": s.productions[t].pk},
         own=expect(202, owner=403, ann1=404),
         other=expect(404),
         scope=Scope.EVALUATIONS_WRITE,
@@ -211,6 +213,21 @@ BAD_INPUT = [
         404,
         "golden_set_not_found",
     ),
+    # Digits that str.isdigit accepts but int() does not read, and an id past any database integer.
+    (
+        "post",
+        "/api/v1/prompt-versions/{own}/evaluations/",
+        {"provider": "replay", "golden_set": "²"},
+        404,
+        "golden_set_not_found",
+    ),
+    (
+        "post",
+        "/api/v1/prompt-versions/{own}/evaluations/",
+        {"provider": "replay", "golden_set": "9" * 30},
+        404,
+        "golden_set_not_found",
+    ),
     (
         "post",
         "/api/v1/prompt-versions/{own}/evaluations/",
@@ -242,6 +259,28 @@ BAD_INPUT = [
         404,
         "not_found",
     ),
+    # An adapter run renders a frozen prompt version and sets neither model nor parameters.
+    (
+        "post",
+        "/api/v1/adapters/{adapter}/versions/1/evaluations/",
+        {"provider": "replay", "prompt_version": "{own}"},
+        422,
+        "prompt_version_draft",
+    ),
+    (
+        "post",
+        "/api/v1/adapters/{adapter}/versions/1/evaluations/",
+        {"provider": "replay", "prompt_version": "{production}", "model": "gemini-ultra"},
+        422,
+        "adapter_override",
+    ),
+    (
+        "post",
+        "/api/v1/adapters/{adapter}/versions/1/evaluations/",
+        {"provider": "replay", "prompt_version": "{production}", "parameters": {"temperature": 0}},
+        422,
+        "adapter_override",
+    ),
     ("get", "/api/v1/evaluations/{run}/?only=everything", None, 400, "invalid"),
     ("get", "/api/v1/evaluations/{run}/?colour=red", None, 400, "unknown_fields"),
     ("get", "/api/v1/evaluations/999999/", None, 404, "not_found"),
@@ -255,6 +294,7 @@ def test_bad_input_is_refused_and_writes_nothing(method, url, body, status, code
         "{own}": es.candidates["own"].pk,
         "{other}": es.candidates["other"].pk,
         "{adapter}": es.adapters["own"].pk,
+        "{production}": es.productions["own"].pk,
         "{run}": es.runs["own"].pk,
     }
     for name, value in names.items():
@@ -292,7 +332,7 @@ def test_a_run_from_start_to_results(es, api_as):
     assert started.status_code == 202, started.content
     run = started.json()
     assert run["status"] == "queued" and run["replay"] is True
-    assert run["subject_hash"] == version.content_hash
+    assert run["subject_hash"] == version.content_hash and run["counts_for_gate"] is True
     assert run["baseline_run"] is not None and run["golden_set"] == "greeting-set"
 
     evaluation_run_execute(run_id=run["id"])
@@ -306,6 +346,52 @@ def test_a_run_from_start_to_results(es, api_as):
 
     history = eng.get(f"/api/v1/prompt-versions/{version.pk}/evaluations/").json()["results"]
     assert [r["id"] for r in history][:2] == [run["id"], es.runs["own"].pk]
+
+
+def test_a_run_on_another_model_is_shown_as_not_counting_for_the_gate(es, api_as):
+    version = es.candidates["own"]
+    started = api_as(es.world.eng).post(
+        f"/api/v1/prompt-versions/{version.pk}/evaluations/",
+        {"provider": "replay", "model": "a-better-model"},
+        format="json",
+    )
+    assert started.status_code == 202, started.content
+    run = started.json()
+    assert run["model"] == "a-better-model" and run["counts_for_gate"] is False
+    assert run["subject_hash"] != version.content_hash
+
+
+def test_an_adapter_refusal_names_the_field(es, api_as):
+    response = api_as(es.world.eng).post(
+        f"/api/v1/adapters/{es.adapters['own'].pk}/versions/1/evaluations/",
+        {"provider": "replay", "prompt_version": es.productions["own"].pk, "parameters": {"top_k": 1}},
+        format="json",
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == {"field": "parameters"}
+
+
+def test_the_run_list_takes_as_many_queries_for_six_runs_as_for_two(es, api_as):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = api_as(es.world.eng)
+    version = es.candidates["own"]
+    url = f"/api/v1/prompt-versions/{version.pk}/evaluations/"
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured.captured_queries)
+
+    for model in ("m1",):
+        evaluation_run_start(actor=es.world.eng, prompt_version=version, provider="replay", model=model)
+    assert EvaluationRun.objects.filter(prompt_version=version).count() == 2
+    two = queries()
+    for model in ("m2", "m3", "m4", "m5"):
+        evaluation_run_start(actor=es.world.eng, prompt_version=version, provider="replay", model=model)
+    assert EvaluationRun.objects.filter(prompt_version=version).count() == 6
+    assert queries() == two
 
 
 def test_the_production_baselines_cases_fail_without_recordings(es, api_as):

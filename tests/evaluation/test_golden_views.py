@@ -234,6 +234,31 @@ def test_a_bad_case_is_shown_on_its_field_and_nothing_is_saved(scene, data, fiel
     assert _snapshot() == before
 
 
+@pytest.mark.parametrize("number", ["²", "9" * 30, "0", "99"])
+def test_a_version_number_that_is_not_one_is_not_found(scene, number):
+    client = _client(scene["world"], "eng")
+    golden_set = scene["set"]
+    detail = client.get(reverse("golden:detail", args=[golden_set.pk]), {"version": number})
+    export = client.get(reverse("golden:export", args=[golden_set.pk]), {"version": number})
+    assert (detail.status_code, export.status_code) == (404, 404)
+
+
+def test_a_prompt_id_that_is_not_one_is_ignored_on_the_new_set_form(scene):
+    client = _client(scene["world"], "eng")
+    for value in ("²", "9" * 30):
+        response = client.get(reverse("golden:create"), {"prompt": value})
+        assert response.status_code == 200 and response.context["form"].initial == {}
+
+
+def test_a_case_delete_with_a_base_version_that_is_not_one_is_refused(scene):
+    before = _snapshot()
+    response = _client(scene["world"], "eng").post(
+        reverse("golden:case_delete", args=[scene["set"].pk, 1]), {"base_version": "²"}
+    )
+    assert response.status_code == 400
+    assert _snapshot() == before
+
+
 def test_a_stale_edit_is_refused_on_the_form(scene):
     client = _client(scene["world"], "eng")
     client.post(reverse("golden:case_delete", args=[scene["set"].pk, 4]), {"base_version": "1"})

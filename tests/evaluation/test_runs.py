@@ -164,13 +164,125 @@ def test_an_adapter_run_has_its_own_subject_and_the_champion_as_baseline(scene, 
     v2 = adapter_version_register(actor=world.eng, adapter=adapter, artifact_uri="gs://a/2")
     AdapterAlias.objects.create(adapter=adapter, name="champion", version=v1, moved_by=world.gov)
 
-    run = start(scene, adapter_version=v2)
+    run = start(scene, version=scene.production, adapter_version=v2)
 
     assert run.adapter_version == v2 and run.model == "support-tone-v2"
-    assert run.subject_hash not in (scene.candidate.content_hash, "")
+    assert run.parameters == scene.production.parameters
+    assert run.subject_hash not in (scene.production.content_hash, "")
     assert run.baseline_run.adapter_version == v1
-    assert run.baseline_run.prompt_version == scene.candidate
+    assert run.baseline_run.prompt_version == scene.production
     assert run.baseline_run.subject_hash != run.subject_hash
+
+
+@pytest.fixture
+def adapter_v2(world):
+    base = base_model_register(
+        actor=world.eng,
+        team=world.support,
+        provider=Provider.HUGGING_FACE,
+        model_id="acme/b",
+        context_window=8,
+    )
+    adapter = adapter_create(actor=world.eng, base_model=base, name="tone")
+    adapter_version_register(actor=world.eng, adapter=adapter, artifact_uri="gs://a/1")
+    return adapter_version_register(actor=world.eng, adapter=adapter, artifact_uri="gs://a/2")
+
+
+def test_the_adapters_served_name_follows_the_setting(scene, adapter_v2, settings):
+    settings.EVALUATION_ADAPTER_MODEL_NAME = "lora/{adapter}@{version}"
+    assert start(scene, version=scene.production, adapter_version=adapter_v2).model == "lora/tone@2"
+
+
+@pytest.mark.parametrize(
+    "kwargs, field, code",
+    [
+        ({"model": "gemini-ultra"}, "model", "adapter_override"),
+        ({"parameters": {"temperature": 0}}, "parameters", "adapter_override"),
+        ({"version": "candidate"}, "prompt_version", "prompt_version_draft"),
+    ],
+)
+def test_an_adapter_run_sets_no_model_nor_parameters_and_renders_a_frozen_version(
+    scene, adapter_v2, kwargs, field, code
+):
+    version = scene.candidate if kwargs.pop("version", None) else scene.production
+    with pytest.raises(Unprocessable) as exc:
+        start(scene, version=version, adapter_version=adapter_v2, **kwargs)
+    assert (exc.value.code, exc.value.details["field"]) == (code, field)
+    assert not EvaluationRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"model": "fake-llm"}, {"model": "fake-llm", "parameters": {"temperature": 0.0}}],
+)
+def test_a_run_with_its_own_model_or_parameters_never_counts_for_the_gate(scene, live, overrides):
+    from apps.evaluation.gates import prompt_version_verdict
+
+    run = evaluation_run_execute(run_id=start(scene, provider="openai", **overrides).pk)
+
+    assert run.status == RunStatus.COMPLETED and run.summary["passed"] == 3
+    assert run.subject_hash != scene.candidate.content_hash
+    assert run.counts_for_gate is False and run.overrides_version is True
+    verdict = prompt_version_verdict(scene.candidate, {"pass_rate": {"min": 0.9}})
+    assert verdict.passed is False and verdict.runs[0].run is None
+
+    record(scene.world, scene.candidate, GOOD)
+    plain = evaluation_run_execute(run_id=start(scene).pk)
+    assert plain.counts_for_gate is True and plain.subject_hash == scene.candidate.content_hash
+    assert prompt_version_verdict(scene.candidate, {"pass_rate": {"min": 0.9}}).passed is True
+
+
+def test_parameters_of_its_own_alone_make_a_run_not_count(scene):
+    run = start(scene, parameters={"temperature": 0.0})
+    assert scene.candidate.parameters != {"temperature": 0.0}
+    assert run.subject_hash != scene.candidate.content_hash and run.counts_for_gate is False
+
+
+def test_a_draft_edited_while_its_run_waits_fails_the_run_and_passes_no_gate(scene):
+    from apps.catalog.services import prompt_version_update
+    from apps.evaluation.gates import prompt_version_verdict
+
+    record(scene.world, scene.candidate, GOOD)
+    run = start(scene)
+    edited = prompt_version_update(
+        actor=scene.world.eng,
+        version=scene.candidate,
+        messages=[{"role": "user", "template": "{{ question }} ({{ company }})"}],
+        model=scene.candidate.model,
+        parameters=scene.candidate.parameters,
+    )
+    record(scene.world, edited, GOOD)
+
+    run = evaluation_run_execute(run_id=run.pk)
+
+    assert run.status == RunStatus.FAILED and run.passed is False
+    assert run.error == "The version's content changed after the run started: start a new run."
+    assert not CaseResult.objects.filter(run=run).exists()
+    assert prompt_version_verdict(edited, {"pass_rate": {"min": 0.0}}).passed is False
+
+
+def test_a_draft_edited_while_its_run_runs_fails_the_run_before_it_completes(scene, monkeypatch):
+    from apps.catalog.services import prompt_version_update
+    from apps.evaluation import runs as runs_module
+
+    record(scene.world, scene.candidate, GOOD)
+    run = start(scene)
+    real_write = runs_module._write_batch
+
+    def write_then_edit(*args, **kwargs):
+        real_write(*args, **kwargs)
+        prompt_version_update(
+            actor=scene.world.eng,
+            version=scene.candidate,
+            messages=[{"role": "user", "template": "{{ question }} ({{ company }})"}],
+            model=scene.candidate.model,
+        )
+
+    monkeypatch.setattr(runs_module, "_write_batch", write_then_edit)
+    run = evaluation_run_execute(run_id=run.pk)
+
+    assert run.status == RunStatus.FAILED and run.passed is False
+    assert run.error == "The version's content changed after the run started: start a new run."
 
 
 # Carrying out: replay
@@ -492,18 +604,85 @@ def test_a_bad_line_imports_nothing_and_names_itself(tmp_path, world):
 
 
 def test_beat_sends_again_the_runs_whose_task_was_lost(scene, enqueued):
+    now = timezone.now()
     fresh = start(scene, version=scene.production)
+    waiting = start(scene, version=scene.production, model="waiting")
     lost = start(scene, version=scene.production, model="other")
-    stuck = start(scene, version=scene.production, model="third")
-    EvaluationRun.objects.filter(pk=lost.pk).update(created_at=timezone.now() - timedelta(minutes=5))
-    EvaluationRun.objects.filter(pk=stuck.pk).update(status=RunStatus.RUNNING)
-    EvaluationRun.objects.filter(pk=stuck.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    leased = start(scene, version=scene.production, model="leased")
+    expired = start(scene, version=scene.production, model="expired")
+    old = start(scene, version=scene.production, model="from-before-leases")
+    EvaluationRun.objects.filter(pk=waiting.pk).update(created_at=now - timedelta(minutes=2))
+    EvaluationRun.objects.filter(pk=lost.pk).update(created_at=now - timedelta(minutes=6))
+    EvaluationRun.objects.filter(pk__in=[leased.pk, expired.pk, old.pk]).update(status=RunStatus.RUNNING)
+    # Silent for an hour but its lease runs: a worker is still on it (a long call).
+    EvaluationRun.objects.filter(pk=leased.pk).update(
+        lease_until=now + timedelta(minutes=1), updated_at=now - timedelta(hours=1)
+    )
+    EvaluationRun.objects.filter(pk=expired.pk).update(lease_until=now - timedelta(seconds=1))
+    EvaluationRun.objects.filter(pk=old.pk).update(updated_at=now - timedelta(hours=1))
     enqueued.clear()
 
-    assert evaluation_runs_stalled() == [lost.pk, stuck.pk]
-    assert fresh.pk not in evaluation_runs_stalled()
-    assert catch_up() == 2
-    assert enqueued == [("workers.evaluation.run", (lost.pk,)), ("workers.evaluation.run", (stuck.pk,))]
+    assert evaluation_runs_stalled() == [lost.pk, expired.pk, old.pk]
+    assert catch_up() == 3
+    assert enqueued == [("workers.evaluation.run", (pk,)) for pk in (lost.pk, expired.pk, old.pk)]
+    assert {fresh.pk, waiting.pk, leased.pk}.isdisjoint(evaluation_runs_stalled())
+
+
+def test_a_run_whose_lease_another_worker_holds_is_left_to_it(scene, live):
+    run = start(scene, provider="openai", model="fake-llm")
+    held_until = timezone.now() + timedelta(minutes=3)
+    EvaluationRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_until=held_until)
+
+    again = evaluation_run_execute(run_id=run.pk)
+
+    assert live.bodies() == []
+    assert again.status == RunStatus.RUNNING and again.lease_until == held_until
+    assert not CaseResult.objects.filter(run=run).exists()
+
+
+def test_a_replay_run_whose_lease_is_held_reads_no_recording(scene, django_assert_max_num_queries):
+    record(scene.world, scene.candidate, GOOD)
+    run = start(scene)
+    EvaluationRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, lease_until=timezone.now() + timedelta(minutes=3)
+    )
+    with django_assert_max_num_queries(3) as captured:
+        evaluation_run_execute(run_id=run.pk)
+    assert not any("recordedresponse" in q["sql"].lower() for q in captured.captured_queries)
+
+
+def test_an_expired_lease_is_taken_over_and_cleared_at_the_end(scene, live):
+    run = start(scene, provider="openai", model="fake-llm")
+    EvaluationRun.objects.filter(pk=run.pk).update(
+        status=RunStatus.RUNNING, lease_until=timezone.now() - timedelta(seconds=1)
+    )
+
+    done = evaluation_run_execute(run_id=run.pk)
+
+    assert len(live.bodies()) == 3
+    assert done.status == RunStatus.COMPLETED and done.lease_until is None
+
+
+def test_a_worker_renews_its_lease_and_stops_when_another_took_the_run_over(scene, live, monkeypatch):
+    from apps.evaluation import runs as runs_module
+
+    monkeypatch.setattr(runs_module, "BATCH_SIZE", 1)
+    run = start(scene, provider="openai", model="fake-llm")
+    seen = []
+    real_write = runs_module._write_batch
+
+    def write_and_look(run_, *args, **kwargs):
+        seen.append(EvaluationRun.objects.get(pk=run_.pk).lease_until)
+        real_write(run_, *args, **kwargs)
+        if len(seen) == 2:  # this worker went silent; another took the run over
+            EvaluationRun.objects.filter(pk=run_.pk).update(lease_until=timezone.now() + timedelta(hours=1))
+
+    monkeypatch.setattr(runs_module, "_write_batch", write_and_look)
+    left = evaluation_run_execute(run_id=run.pk)
+
+    assert seen[0] is not None and seen[1] > seen[0]  # renewed with every batch
+    assert len(seen) == 2 and CaseResult.objects.filter(run=run).count() == 2
+    assert left.status == RunStatus.RUNNING  # the other worker finishes it
 
 
 # The worker

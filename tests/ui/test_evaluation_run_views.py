@@ -189,3 +189,55 @@ def test_the_pages_speak_spanish(run, scene):
         reverse("evaluation_runs:run", args=[run.pk]), HTTP_ACCEPT_LANGUAGE="es"
     ).content.decode()
     assert "Tasa de aprobados" in page and "REPETICIÓN" in page
+
+
+def test_the_regression_view_is_paginated_and_diffs_only_the_page_shown(run, scene, monkeypatch):
+    from apps.catalog.selectors import _word_diff
+    from apps.evaluation import runs as runs_module
+    from apps.evaluation import views_runs
+
+    diffed = []
+
+    def counting_diff(left, right):
+        diffed.append((left, right))
+        return _word_diff(left, right)
+
+    monkeypatch.setattr(views_runs, "REGRESSION_PAGE_SIZE", 2)
+    monkeypatch.setattr(runs_module, "_word_diff", counting_diff)
+    client = client_for(scene.world, "gov")
+    url = reverse("evaluation_runs:regression", args=[run.pk])
+
+    first = client.get(url).content.decode()
+    assert len(diffed) == 2
+    assert 'data-case="2"' in first and 'data-case="3"' in first and 'data-case="1"' not in first
+    assert "2 regressions" in first and "Page 1 of 2" in first
+
+    second = client.get(url, {"page": 2}).content.decode()
+    assert 'data-case="1"' in second and 'data-case="2"' not in second
+    assert "2 regressions" in second and "Page 2 of 2" in second
+    assert len(diffed) == 3
+
+
+def test_a_run_with_its_own_model_says_it_does_not_count_for_the_gate(scene, run):
+    record(scene.world, scene.candidate, GOOD, model="other-model")
+    other = evaluation_run_start(
+        actor=scene.world.eng, prompt_version=scene.candidate, provider="replay", model="other-model"
+    )
+    other = evaluation_run_execute(run_id=other.pk)
+    client = client_for(scene.world, "eng")
+
+    page = client.get(reverse("evaluation_runs:run", args=[other.pk])).content.decode()
+    assert "Model or parameters differ from the version: this run does not count for the gate." in page
+    plain = client.get(reverse("evaluation_runs:run", args=[run.pk])).content.decode()
+    assert 'id="gate-note"' not in plain
+    prompt = scene.candidate.prompt
+    form = client.get(
+        reverse("catalog:version", args=[prompt.team.slug, prompt.name, scene.candidate.number])
+    ).content.decode()
+    assert "A run on another model does not count for the gate." in form
+
+    client.cookies["django_language"] = "es"
+    spanish = client.get(
+        reverse("evaluation_runs:run", args=[other.pk]), headers={"accept-language": "es"}
+    ).content.decode()
+    assert "El modelo o los parámetros difieren de los de la versión" in spanish
