@@ -151,6 +151,15 @@ def run_outcome_record(*, run: EvaluationRun) -> None:
     run.save(update_fields=["passed", "gate", "updated_at"])
 
 
+def run_gate_now(run: EvaluationRun) -> dict[str, Any]:
+    """A run's gate outcome under the policy that applies now (as an approval would judge it), in the JSON
+    form `run_outcome_record` stores; for a run that did not complete, what was recorded."""
+    if run.status != RunStatus.COMPLETED:
+        return dict(run.gate or {})
+    _, thresholds = _policy(_subject_kind_for_run(run), run.team)
+    return {"thresholds": thresholds, **run_outcome(run, thresholds).to_dict()}
+
+
 def _latest_versions(set_ids: set[int]) -> dict[int, int]:
     """golden set id → the id of its latest version."""
     newest = dict(

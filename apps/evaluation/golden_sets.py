@@ -504,7 +504,11 @@ def golden_set_create(
 def golden_set_update(*, actor: User, golden_set: GoldenSet, description: str | None = None) -> GoldenSet:
     """Its description (the cases change through new versions)."""
     _require_writer(actor, golden_set.team_id)
-    golden_set = GoldenSet.objects.select_for_update().select_related("team", "prompt").get(pk=golden_set.pk)
+    golden_set = (
+        GoldenSet.objects.select_for_update(of=("self",))
+        .select_related("team", "prompt")
+        .get(pk=golden_set.pk)
+    )
     if description is not None and description != golden_set.description:
         if len(description) > 2000:
             raise Unprocessable("description: at most 2000 characters.", code="invalid_description")
@@ -563,7 +567,11 @@ def _locked(actor: User, golden_set: GoldenSet, base_version: int | None) -> tup
     """The set, locked against concurrent edits, and its latest cases; `base_version` (the version the
     user edited) must still be the latest."""
     _require_writer(actor, golden_set.team_id)
-    golden_set = GoldenSet.objects.select_for_update().select_related("team", "prompt").get(pk=golden_set.pk)
+    golden_set = (
+        GoldenSet.objects.select_for_update(of=("self",))
+        .select_related("team", "prompt")
+        .get(pk=golden_set.pk)
+    )
     latest = golden_set.versions.order_by("-number").first()
     if base_version is not None and (latest is None or latest.number != base_version):
         raise Conflict(

@@ -12,6 +12,7 @@ from apps.catalog.selectors import prompt_version_get
 from apps.common.exceptions import ApplicationError, NotFound
 from apps.common.views import paginate, raise_for_http
 from apps.evaluation.forms_runs import RunStartForm
+from apps.evaluation.gates import run_gate_now
 from apps.evaluation.models import EvaluationRun
 from apps.evaluation.runs import (
     evaluation_run_get,
@@ -41,6 +42,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     only = request.GET.get("only", "")
     only = only if only in ("failed", "errors") else ""
     summary = run.summary or {}
+    gate = run_gate_now(run)  # under today's policy, as an approval would judge it
     return render(
         request,
         "evaluation/run_detail.html",
@@ -48,7 +50,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
             "run": run,
             "summary": summary,
             "metric_rows": sorted((summary.get("metrics") or {}).items()),
-            "gate_checks": (run.gate or {}).get("checks", []),
+            "gate": gate,
+            "gate_checks": gate.get("checks", []),
             "results": paginate(request, evaluation_run_results(run=run, only=only), per_page=50),
             "case_filter": only,
         },

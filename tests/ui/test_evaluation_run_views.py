@@ -241,3 +241,25 @@ def test_a_run_with_its_own_model_says_it_does_not_count_for_the_gate(scene, run
         reverse("evaluation_runs:run", args=[other.pk]), headers={"accept-language": "es"}
     ).content.decode()
     assert "El modelo o los parámetros difieren de los de la versión" in spanish
+
+
+def test_the_run_pages_gate_is_judged_under_todays_policy(run, scene):
+    from apps.workflows.models import ApprovalPolicy, SubjectKind
+
+    def gate_box():
+        page = (
+            client_for(scene.world, "gov").get(reverse("evaluation_runs:run", args=[run.pk])).content.decode()
+        )
+        return page[page.index('id="gate-heading"') :]
+
+    ApprovalPolicy.objects.create(
+        subject_kind=SubjectKind.PROMPT_VERSION,
+        team=scene.world.support,
+        requires_evaluation=True,
+        evaluation_thresholds={"pass_rate": {"min": 0.3}},
+    )
+    assert "pass rate 0.3333 meets the required ≥ 0.3" in gate_box()
+    ApprovalPolicy.objects.filter(team=scene.world.support).update(
+        evaluation_thresholds={"pass_rate": {"min": 0.9}}
+    )
+    assert "pass rate 0.3333 is below the required minimum of 0.9" in gate_box()
