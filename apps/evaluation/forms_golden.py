@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Team
 from apps.catalog.models import Prompt
-from apps.evaluation.golden_sets import FORMATS, CaseError, case_clean
+from apps.evaluation.golden_sets import CASE_FIELDS, FORMATS, LIST_FIELDS, PROVENANCE, CaseError, case_clean
 from apps.evaluation.models import GoldenSet
 
 
@@ -162,22 +162,7 @@ class GoldenCaseForm(forms.Form):
         data = super().clean()
         if self.errors:
             return data
-        raw = {
-            name: data.get(name)
-            for name in (
-                "name",
-                "variables",
-                "reference",
-                "exact",
-                "regex",
-                "expect_json",
-                "json_schema",
-                "max_latency_ms",
-                "max_tokens",
-                "rubric",
-                "case_sensitive",
-            )
-        }
+        raw = {name: data.get(name) for name in CASE_FIELDS if name not in (*LIST_FIELDS, *PROVENANCE)}
         raw["must_contain"] = _lines(data.get("must_contain") or "")
         raw["must_not_contain"] = _lines(data.get("must_not_contain") or "")
         raw["source"], raw["source_ref"] = self.source, self.source_ref

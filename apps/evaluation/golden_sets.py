@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -47,24 +48,10 @@ MAX_ITEM_CHARS = 1000
 
 # The fields of a case, in the order they are exported. `source` and `source_ref` are provenance: exported
 # and imported, but not part of the content hash.
-CASE_FIELDS = (
-    "name",
-    "variables",
-    "reference",
-    "exact",
-    "must_contain",
-    "must_not_contain",
-    "regex",
-    "expect_json",
-    "json_schema",
-    "max_latency_ms",
-    "max_tokens",
-    "rubric",
-    "case_sensitive",
-    "source",
-    "source_ref",
-)
+# What a case expects of an answer: exactly the metrics module's Expectations, in its order.
+EXPECTATION_FIELDS = tuple(f.name for f in dataclass_fields(Expectations))
 PROVENANCE = ("source", "source_ref")
+CASE_FIELDS = ("name", "variables", *EXPECTATION_FIELDS, *PROVENANCE)
 DEFAULTS: dict[str, Any] = {
     "name": "",
     "variables": {},
@@ -106,21 +93,6 @@ def _case_error(message: str, field: str | None, *, index: int | None, line: int
         return CaseError(message, field=field, where=f"line {line}", details={"line": line})
     number = (index or 0) + 1
     return CaseError(message, field=field, where=f"case {number}", details={"case": number})
-
-
-EXPECTATION_FIELDS = (
-    "reference",
-    "exact",
-    "must_contain",
-    "must_not_contain",
-    "regex",
-    "expect_json",
-    "json_schema",
-    "max_latency_ms",
-    "max_tokens",
-    "rubric",
-    "case_sensitive",
-)
 
 
 def _check_expectations(case: dict[str, Any]) -> tuple[str, str] | None:

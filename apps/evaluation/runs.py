@@ -40,6 +40,7 @@ from apps.common.exceptions import NotFound, PermissionDenied, Unprocessable
 from apps.common.tasks import enqueue_on_commit
 from apps.costs.pricing import PriceBook
 from apps.evaluation import metrics, providers
+from apps.evaluation.gates import adapter_subject_hash, run_outcome_record
 from apps.evaluation.golden_sets import golden_sets_applicable
 from apps.evaluation.models import (
     CaseResult,
@@ -80,12 +81,6 @@ def prompt_run_subject_hash(version: PromptVersion, *, model: str, parameters: d
     the version's content hash (what the gate matches runs on) only when the run overrides neither, so a run
     on another model is kept and shown but never counts for the version."""
     return content_hash(messages=version.messages, model=model, parameters=parameters)
-
-
-def _adapter_subject_hash(adapter_version: AdapterVersion) -> str:
-    from apps.evaluation import gates
-
-    return gates.adapter_subject_hash(adapter_version)
 
 
 def adapter_served_model(adapter_version: AdapterVersion) -> str:
@@ -156,7 +151,7 @@ def _create_run(
     is_baseline: bool = False,
 ) -> EvaluationRun:
     subject_hash = (
-        _adapter_subject_hash(adapter_version)
+        adapter_subject_hash(adapter_version)
         if adapter_version
         else prompt_run_subject_hash(prompt_version, model=model, parameters=parameters)
     )
@@ -276,50 +271,36 @@ def evaluation_run_start(
     def parameters_for(version: PromptVersion) -> dict[str, Any]:
         return dict(parameters) if parameters is not None else dict(version.parameters)
 
+    # The baseline: the same cases answered by what is on production (the prompt version behind the
+    # `production` label, or for an adapter run the adapter version behind its production alias).
+    if adapter_version is None:
+        base_prompt, base_adapter = _production_prompt_version(prompt), None
+        baseline_differs = base_prompt is not None and base_prompt.pk != prompt_version.pk
+    else:
+        base_prompt, base_adapter = prompt_version, _production_adapter_version(adapter_version)
+        baseline_differs = base_adapter is not None and base_adapter.pk != adapter_version.pk
+
     with transaction.atomic():
         baseline_run = None
-        if adapter_version is None:
-            production = _production_prompt_version(prompt)
-            if production is not None and production.pk != prompt_version.pk:
-                filters = {
-                    "prompt_version": production,
-                    "adapter_version__isnull": True,
-                    "golden_set_version": gsv,
-                    "provider": provider,
-                    "model": model_for(production, None),
-                }
-                baseline_run = _reusable_run(**filters) or _create_run(
-                    actor=actor,
-                    prompt_version=production,
-                    golden_set_version=gsv,
-                    provider=provider,
-                    model=model_for(production, None),
-                    parameters=parameters_for(production),
-                    adapter_version=None,
-                    baseline_run=None,
-                    is_baseline=True,
-                )
-        else:
-            production_adapter = _production_adapter_version(adapter_version)
-            if production_adapter is not None and production_adapter.pk != adapter_version.pk:
-                filters = {
-                    "prompt_version": prompt_version,
-                    "adapter_version": production_adapter,
-                    "golden_set_version": gsv,
-                    "provider": provider,
-                    "model": model_for(prompt_version, production_adapter),
-                }
-                baseline_run = _reusable_run(**filters) or _create_run(
-                    actor=actor,
-                    prompt_version=prompt_version,
-                    golden_set_version=gsv,
-                    provider=provider,
-                    model=model_for(prompt_version, production_adapter),
-                    parameters=parameters_for(prompt_version),
-                    adapter_version=production_adapter,
-                    baseline_run=None,
-                    is_baseline=True,
-                )
+        if baseline_differs and base_prompt is not None:
+            base_model = model_for(base_prompt, base_adapter)
+            baseline_run = _reusable_run(
+                prompt_version=base_prompt,
+                adapter_version=base_adapter,
+                golden_set_version=gsv,
+                provider=provider,
+                model=base_model,
+            ) or _create_run(
+                actor=actor,
+                prompt_version=base_prompt,
+                golden_set_version=gsv,
+                provider=provider,
+                model=base_model,
+                parameters=parameters_for(base_prompt),
+                adapter_version=base_adapter,
+                baseline_run=None,
+                is_baseline=True,
+            )
         return _create_run(
             actor=actor,
             prompt_version=prompt_version,
@@ -744,7 +725,6 @@ def _finish(run_id: int, *, status: str, error: str = "") -> EvaluationRun:
                 "updated_at",
             ]
         )
-        from apps.evaluation.gates import run_outcome_record  # the gate: passed and its checks
 
         run_outcome_record(run=run)
         audit_event_record(
