@@ -332,8 +332,11 @@ def recorded_lookup(*, team_id: int, keys: Iterable[str] = ()) -> Callable[[str]
     wanted = sorted(set(keys))
     found: dict[str, Any] = {}
     for start in range(0, len(wanted), 500):
-        for row in RecordedResponse.objects.filter(team_id=team_id, key__in=wanted[start : start + 500]):
-            found[row.key] = _as_response(row)
+        for row in RecordedResponse.objects.filter(
+            key__in=wanted[start : start + 500]
+        ):  # the index's first column
+            if row.team_id == team_id:
+                found[row.key] = _as_response(row)
 
     def lookup(key: str) -> Any:
         if key not in found:
@@ -365,7 +368,7 @@ def _recordings_save(rows: list[RecordedResponse]) -> None:
         RecordedResponse.objects.bulk_create(
             list(unique.values()),
             update_conflicts=True,
-            unique_fields=["team", "key"],
+            unique_fields=["key", "team"],
             update_fields=[
                 "model",
                 "request",

@@ -63,7 +63,9 @@ class LogEvent(models.Model):
     class Meta:
         ordering = ["-started_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["team", "request_id"], name="log_event_unique_request")
+            # Request id first: ingestion looks a batch up by its request ids (`request_id IN (…)`), and
+            # SQLite, without statistics, would otherwise walk the team's whole log on a team index.
+            models.UniqueConstraint(fields=["request_id", "team"], name="log_event_unique_request")
         ]
         indexes = [
             models.Index(fields=["state", "next_attempt_at"]),

@@ -583,6 +583,8 @@ def test_recordings_are_imported_from_jsonl_and_replace_older_ones(scene, tmp_pa
     assert stored.key == key
     assert recorded_lookup(team_id=world.support.pk)(key).text == "two"
     assert recorded_lookup(team_id=world.finance.pk)(key) is None, "recordings are per team"
+    assert recorded_lookup(team_id=world.support.pk, keys=[key])(key).text == "two"  # read ahead, at once
+    assert recorded_lookup(team_id=world.finance.pk, keys=[key])(key) is None
     assert AuditEvent.objects.filter(action="evaluation.responses_imported").count() == 1
 
 
