@@ -1,13 +1,21 @@
 """Client.prompts against a live console: resolve, the in-process cache, ETag revalidation, stale while
 revalidate, last known good (memory and disk), budgets, and rendering like the console does."""
 
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from atalaya_sdk import BudgetExhausted, Client, ConsoleUnavailable, PromptNotFound, VariablesMismatch
+from atalaya_sdk import (
+    AsyncClient,
+    BudgetExhausted,
+    Client,
+    ConsoleUnavailable,
+    PromptNotFound,
+    VariablesMismatch,
+)
 
 pytestmark = pytest.mark.integration  # a live console: gunicorn and a Celery worker
 
@@ -176,6 +184,42 @@ def test_concurrent_first_gets_send_one_request(make_client):
 
     assert len(transport.started) == 1
     assert all(p is prompts[0] for p in prompts) and prompts[0].version == 1
+
+
+def test_concurrent_first_async_gets_send_one_request_that_a_cancelled_caller_does_not_cancel(console):
+    started = []
+
+    class Slow(httpx.AsyncBaseTransport):
+        def __init__(self) -> None:
+            self.inner = httpx.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request):
+            started.append(request.url.params.get("label"))
+            await asyncio.sleep(0.3)
+            return await self.inner.handle_async_request(request)
+
+    async def main():
+        async with AsyncClient(console.url, console.token, ttl=60, transport=Slow()) as client:
+            first = asyncio.create_task(client.prompts.get("greeting"))
+            await asyncio.sleep(0.05)
+            waiting = [asyncio.create_task(client.prompts.get("greeting")) for _ in range(7)]
+            await asyncio.sleep(0.05)
+            first.cancel()  # the caller that started the request goes away: the others still get its answer
+            prompts = await asyncio.gather(*waiting)
+            missing = await asyncio.gather(
+                *(client.prompts.get("greeting", label="no-such-label") for _ in range(4)),
+                return_exceptions=True,
+            )
+            return first.cancelled(), prompts, missing
+
+    # A thread of its own: a browser test earlier in this process may leave an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        cancelled, prompts, missing = pool.submit(asyncio.run, main()).result(timeout=60)
+
+    assert cancelled
+    assert started == ["production", "no-such-label"]
+    assert prompts[0].version == 1 and all(p is prompts[0] for p in prompts)
+    assert all(isinstance(error, PromptNotFound) for error in missing)
 
 
 def test_a_cold_start_with_the_console_down_is_served_from_the_disk_cache(console, make_client, tmp_path):

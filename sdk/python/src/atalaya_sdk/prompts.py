@@ -292,6 +292,7 @@ class AsyncPrompts(_CacheCore):
         super().__init__(**options)
         self._http = http
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._waits: dict[Key, asyncio.Task[Prompt]] = {}
 
     async def get(self, name: str, label: str = "production", app: str | None = None) -> Prompt:
         key = (name, label, self._app if app is None else app)
@@ -302,14 +303,30 @@ class AsyncPrompts(_CacheCore):
         if entry is not None and entry.error is not None:
             if entry.fresh_until > now:
                 raise entry.error
-            return await self._revalidate(key, entry)
+            return await self._single_flight(key, entry)
         if entry is not None and entry.stale_until > now:
             if self._claim_refresh(key):
                 task = asyncio.get_running_loop().create_task(self._background(key, entry))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return entry.prompt  # type: ignore[return-value]
-        return await self._revalidate(key, entry)
+        return await self._single_flight(key, entry)
+
+    async def _single_flight(self, key: Key, entry: _Entry | None) -> Prompt:
+        """One request per prompt for the callers that must wait: the others await its answer. Shielded,
+        so a caller that is cancelled does not cancel the request the others wait for."""
+        flight = self._waits.get(key)
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
+            flight = asyncio.get_running_loop().create_task(self._revalidate(key, entry))
+            self._waits[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)
+
+    def _landed(self, key: Key, flight: asyncio.Task[Prompt]) -> None:
+        if self._waits.get(key) is flight:
+            del self._waits[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: every waiter that is left gets it; none left is no warning
 
     async def _background(self, key: Key, entry: _Entry) -> None:
         try:
