@@ -332,9 +332,8 @@ def recorded_lookup(*, team_id: int, keys: Iterable[str] = ()) -> Callable[[str]
     wanted = sorted(set(keys))
     found: dict[str, Any] = {}
     for start in range(0, len(wanted), 500):
-        for row in RecordedResponse.objects.filter(
-            key__in=wanted[start : start + 500]
-        ):  # the index's first column
+        # By key alone, the unique index's first column; another team's recording is left out here.
+        for row in RecordedResponse.objects.filter(key__in=wanted[start : start + 500]):
             if row.team_id == team_id:
                 found[row.key] = _as_response(row)
 
