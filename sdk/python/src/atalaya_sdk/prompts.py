@@ -184,6 +184,32 @@ class _CacheCore:
             raise _Transient(str(error))
         raise error
 
+    def _request(
+        self, key: Key, entry: _Entry | None
+    ) -> tuple[Prompt | None, str, dict[str, str], dict[str, str]]:
+        """What a revalidation sends: the version known (memory, then disk), the path, the query, and
+        its ETag as If-None-Match. Counted in `requests`."""
+        known = self._known(key, entry)
+        path, query = self._path(key)
+        headers = {"If-None-Match": known.etag} if known is not None and known.etag else {}
+        self.requests += 1
+        return known, path, query, headers
+
+    def _settle(
+        self, key: Key, entry: _Entry | None, known: Prompt | None, response: httpx.Response
+    ) -> Prompt:
+        """The console's answer into the cache: the prompt it gives, the last known good on a transient
+        failure, or its refusal remembered and raised."""
+        try:
+            prompt = self._interpret(key, known, response)
+        except _Transient as exc:
+            return self._keep_serving(key, entry, exc)
+        except ApiError as exc:
+            self._store(key, None, exc)
+            raise
+        self._store(key, prompt)
+        return prompt
+
     def _store(self, key: Key, prompt: Prompt | None, error: AtalayaError | None = None) -> _Entry:
         now = time.monotonic()
         entry = _Entry(prompt, now + self._ttl, now + self._ttl + self._swr, error)
@@ -269,20 +295,12 @@ class Prompts(_CacheCore):
             self._release_refresh(key)
 
     def _revalidate(self, key: Key, entry: _Entry | None) -> Prompt:
-        known = self._known(key, entry)
-        path, query = self._path(key)
-        headers = {"If-None-Match": known.etag} if known is not None and known.etag else {}
-        self.requests += 1
+        known, path, query, headers = self._request(key, entry)
         try:
             response = self._http.get(path, params=query, headers=headers)
-            prompt = self._interpret(key, known, response)
-        except (httpx.TransportError, _Transient) as exc:
+        except httpx.TransportError as exc:
             return self._keep_serving(key, entry, exc)
-        except ApiError as exc:
-            self._store(key, None, exc)
-            raise
-        self._store(key, prompt)
-        return prompt
+        return self._settle(key, entry, known, response)
 
 
 class AsyncPrompts(_CacheCore):
@@ -339,17 +357,9 @@ class AsyncPrompts(_CacheCore):
             self._release_refresh(key)
 
     async def _revalidate(self, key: Key, entry: _Entry | None) -> Prompt:
-        known = self._known(key, entry)
-        path, query = self._path(key)
-        headers = {"If-None-Match": known.etag} if known is not None and known.etag else {}
-        self.requests += 1
+        known, path, query, headers = self._request(key, entry)
         try:
             response = await self._http.get(path, params=query, headers=headers)
-            prompt = self._interpret(key, known, response)
-        except (httpx.TransportError, _Transient) as exc:
+        except httpx.TransportError as exc:
             return self._keep_serving(key, entry, exc)
-        except ApiError as exc:
-            self._store(key, None, exc)
-            raise
-        self._store(key, prompt)
-        return prompt
+        return self._settle(key, entry, known, response)
